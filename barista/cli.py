@@ -1,0 +1,190 @@
+"""Command line interface: one sub-command per workflow step.
+
+Each step takes the config section it needs as JSON (``--params``), so Snakemake can pass exactly
+the values it tracks for re-runs; ``--config FILE`` reads them from a YAML config instead, for use
+by hand. Bad input ends with one clear ``barista: error: ...`` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import BaristaError
+
+log = logging.getLogger("barista")
+
+
+def _params(args) -> dict:
+    """The validated config, either from ``--config`` or from the ``--params`` JSON."""
+    from .config import load_config, validate_config
+
+    if args.params:
+        try:
+            partial = json.loads(args.params)
+        except json.JSONDecodeError as err:
+            raise BaristaError(f"--params is not valid JSON: {err}") from err
+        cfg = validate_config(partial)
+    else:
+        cfg = load_config(args.config)
+    return cfg
+
+
+def _bids_root(value: str) -> Path:
+    """``--bids-root`` accepts the root folder or its dataset_description.json."""
+    path = Path(value)
+    return path.parent if path.name == "dataset_description.json" else path
+
+
+def cmd_simulate(args) -> dict:
+    from .simulate import simulate_dataset
+
+    sim = _params(args)["dataset"]["simulate"]
+    simulate_dataset(args.out, overwrite=True, **sim)
+    return {"bids_root": args.out, **sim}
+
+
+def cmd_download(args) -> dict:
+    from .download import download_dataset
+
+    on = _params(args)["dataset"]["openneuro"]
+    root = download_dataset(on["id"], args.out, version=on["version"], include=on["include"],
+                            exclude=on["exclude"], subjects=on["subjects"],
+                            base_url=on["base_url"], graphql_url=on["graphql_url"])
+    return {"bids_root": str(root)}
+
+
+def cmd_recordings(args) -> dict:
+    import pandas as pd
+    from mne_bids import get_entities_from_fname
+
+    from .bids import list_recordings
+
+    cfg = _params(args)
+    recs = list_recordings(args.bids_root, task=cfg["dataset"]["task"])
+    rows = [{"recording": r, **{k: get_entities_from_fname(r)[k] or ""
+                                for k in ("subject", "session", "task", "run")}} for r in recs]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, sep="\t", index=False)
+    return {"n_recordings": len(rows)}
+
+
+def cmd_preprocess(args) -> dict:
+    from .bids import bids_path_of
+    from .preprocess import preprocess_recording
+
+    cfg = _params(args)
+    record = preprocess_recording(bids_path_of(args.bids_root, args.recording), args.out,
+                                  cfg["preprocess"])
+    return {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
+                                   "BadChannelsDropped", "ChannelsWithoutReference")}
+
+
+def cmd_derivative(args) -> dict:
+    from .preprocess import write_dataset_description
+
+    return {"path": str(write_dataset_description(args.out, args.bids_root))}
+
+
+def cmd_localize(args) -> dict:
+    from .config import active_scales
+    from .localize import localize_subject
+
+    cfg = _params(args)
+    table = localize_subject(
+        args.bids_root, args.subject, args.sessions or [None], space=cfg["dataset"]["space"],
+        need_atlas=bool({"parcel", "lobe"} & set(active_scales(cfg))),
+        white_matter_radius_mm=cfg["atlas"]["white_matter_radius_mm"],
+        label_column=cfg["atlas"]["label_column"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    return {"n_contacts": len(table), "by_kind": table["kind"].value_counts().to_dict()}
+
+
+def cmd_segment(args) -> dict:
+    import pandas as pd
+
+    from .bids import bids_path_of, sidecar
+    from .segments import segment_recording
+
+    cfg = _params(args)
+    events = None
+    if cfg["segments"]["tasks"]:
+        events = sidecar(bids_path_of(args.bids_root, args.recording), "events", ".tsv")
+    return segment_recording(args.fif, events, pd.read_parquet(args.localization),
+                             args.recording, args.out_dir, cfg["segments"], cfg["splits"])
+
+
+def cmd_tokens(args) -> dict:
+    from .tokens import write_tokens
+
+    cfg = _params(args)
+    if args.scale not in cfg["scales"]:
+        raise BaristaError(f"scale '{args.scale}' is not in config key 'scales'")
+    return write_tokens(args.channels, args.scale, cfg["scales"][args.scale], args.out_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="barista", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--config", default="config/config.yaml", help="YAML config file")
+        src.add_argument("--params", help="config (or the sections needed) as JSON")
+        p.set_defaults(func=func)
+        return p
+
+    add("simulate", cmd_simulate, "write the simulated BIDS iEEG dataset").add_argument(
+        "--out", required=True)
+    add("download", cmd_download, "download an OpenNeuro dataset").add_argument(
+        "--out", required=True)
+    p = add("recordings", cmd_recordings, "list the iEEG recordings of a BIDS dataset")
+    p.add_argument("--bids-root", required=True, type=_bids_root)
+    p.add_argument("--out", required=True)
+    p = add("derivative", cmd_derivative, "write the derivative's dataset_description.json")
+    p.add_argument("--bids-root", required=True, type=_bids_root)
+    p.add_argument("--out", required=True)
+    p = add("preprocess", cmd_preprocess, "preprocess one recording")
+    p.add_argument("--bids-root", required=True, type=_bids_root)
+    p.add_argument("--recording", required=True)
+    p.add_argument("--out", required=True)
+    p = add("localize", cmd_localize, "localize the contacts of one subject")
+    p.add_argument("--bids-root", required=True, type=_bids_root)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--sessions", nargs="*", default=[])
+    p.add_argument("--out", required=True)
+    p = add("segment", cmd_segment, "cut one preprocessed recording into labelled windows")
+    p.add_argument("--bids-root", required=True, type=_bids_root)
+    p.add_argument("--recording", required=True)
+    p.add_argument("--fif", required=True)
+    p.add_argument("--localization", required=True)
+    p.add_argument("--out-dir", required=True)
+    p = add("tokens", cmd_tokens, "build the token table of one spatial scale")
+    p.add_argument("--scale", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("channels", nargs="+", help="per-recording channels.parquet files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        summary = args.func(args)
+    except BaristaError as err:
+        print(f"barista: error: {err}", file=sys.stderr)
+        return 1
+    log.info("%s done: %s", args.command, json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""PyTorch access to the Parquet segments: streaming reads and packed batches.
+
+A sample is one window of one recording: ``x`` (channels x patches x patch samples) plus each
+channel's spatial token id (encoding scale), masking group id (masking scale) and MNI position.
+Signal files are memory-mapped and read one row group at a time, so memory stays bounded by a
+few row groups per worker whatever the dataset size. Batches pack samples with different channel
+counts along the channel axis and say where each sample starts (``cu_channels``), so no padding
+is ever needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .errors import DataError
+
+
+class SignalFile:
+    """Random access to the windows of one ``signal.parquet``, a few row groups cached."""
+
+    def __init__(self, path: str | Path, cache_size: int = 2):
+        self.path = Path(path)
+        self.cache_size = cache_size
+        self._file: pq.ParquetFile | None = None
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        meta = pq.read_schema(self.path).metadata or {}
+        if b"barista" not in meta:
+            raise DataError(f"{self.path} is not a barista signal file (no 'barista' metadata)")
+        self.meta = json.loads(meta[b"barista"])
+        self.channels: list[str] = self.meta["channels"]
+        self.per_group: int = self.meta["windows_per_row_group"]
+        self.n_patches: int = self.meta["n_patches"]
+        self.patch_samples: int = self.meta["patch_samples"]
+
+    def __getstate__(self):  # ParquetFile handles do not cross process boundaries
+        state = self.__dict__.copy()
+        state["_file"], state["_cache"] = None, OrderedDict()
+        return state
+
+    def _group(self, g: int) -> np.ndarray:
+        if g in self._cache:
+            self._cache.move_to_end(g)
+            return self._cache[g]
+        if self._file is None:
+            self._file = pq.ParquetFile(self.path, memory_map=True)
+        column = self._file.read_row_group(g, columns=["data"]).column("data")
+        values = column.combine_chunks().flatten().to_numpy()
+        n_ch, n_s = len(self.channels), self.n_patches * self.patch_samples
+        block = values.reshape(-1, n_ch, self.n_patches, n_s // self.n_patches)
+        self._cache[g] = block
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return block
+
+    def window(self, segment: int) -> np.ndarray:
+        """Window ``segment`` as float32 (channels, patches, patch samples)."""
+        block = self._group(segment // self.per_group)
+        return block[segment % self.per_group]
+
+
+class SegmentDataset(Dataset):
+    """Windows of one kind (``pretrain`` or a task) from a barista results folder.
+
+    Parameters
+    ----------
+    root : path-like
+        ``results/<dataset>``.
+    kind : str
+        ``pretrain``, ``speech_vs_nonspeech`` or ``sentence_onset``.
+    encode_scale, mask_scale : str
+        Scales whose token ids and group ids the samples carry.
+    split_kind : str | None
+        ``random`` or ``chrono<k>``; ``None`` keeps every window.
+    roles : sequence of str
+        Which roles of the split to keep (``train``, ``val``, ``test``).
+    recordings : sequence of str | None
+        Restrict to these recordings.
+    """
+
+    def __init__(self, root: str | Path, kind: str = "pretrain", *, encode_scale: str = "channel",
+                 mask_scale: str | None = None, split_kind: str | None = "random",
+                 roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None):
+        root = Path(root)
+        seg_dirs = sorted(p.parent for p in (root / "segments").glob("*/index.parquet"))
+        if recordings is not None:
+            wanted = set(recordings)
+            seg_dirs = [d for d in seg_dirs if d.name in wanted]
+        if not seg_dirs:
+            raise DataError(f"no segments under {root / 'segments'}; run the data workflow first")
+        index = pd.concat([pd.read_parquet(d / "index.parquet") for d in seg_dirs],
+                          ignore_index=True)
+        index = index[index["kind"] == kind]
+        if split_kind is not None:
+            splits = pd.concat([pd.read_parquet(d / "splits.parquet") for d in seg_dirs])
+            splits = splits[(splits["split_kind"] == split_kind) & (splits["kind"] == kind)
+                            & splits["role"].isin(list(roles))]
+            index = index.merge(splits[["recording", "segment"]], on=["recording", "segment"])
+        self.index = index.sort_values(["recording", "segment"]).reset_index(drop=True)
+        self.kind = kind
+        self.files = {d.name: SignalFile(d / "signal.parquet") for d in seg_dirs}
+        self.channels = {d.name: pd.read_parquet(d / "channels.parquet") for d in seg_dirs}
+        self.spatial = self._ids(root, encode_scale, "token_id")
+        self.groups = self._ids(root, mask_scale or encode_scale, "group_id")
+        self._recordings = self.index["recording"].to_numpy()
+        self._segments = self.index["segment"].to_numpy()
+        self._labels = self.index["label"].to_numpy()
+
+    def _ids(self, root: Path, scale: str, column: str) -> dict[str, np.ndarray]:
+        path = root / "tokens" / scale / "channels.parquet"
+        if not path.exists():
+            raise DataError(f"token table {path} missing: is scale '{scale}' in config 'scales'?")
+        table = pd.read_parquet(path)
+        out = {}
+        for rec, f in self.files.items():
+            ids = table[table["recording"] == rec].set_index("channel")[column]
+            missing = [c for c in f.channels if c not in ids.index]
+            if missing:
+                raise DataError(f"{path}: no {scale}-scale token for channels {missing[:5]} of "
+                                f"{rec}; rebuild the tokens")
+            out[rec] = ids.loc[f.channels].to_numpy(np.int64)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def block_of(self, i: int) -> tuple[str, int]:
+        """(recording, row group) holding sample ``i``: samples sharing one decode together."""
+        rec = self._recordings[i]
+        return rec, int(self._segments[i]) // self.files[rec].per_group
+
+    def __getitem__(self, i: int) -> dict:
+        rec, seg = self._recordings[i], int(self._segments[i])
+        xyz = np.array(self.channels[rec][["x", "y", "z"]], dtype=np.float32)
+        return {
+            "x": torch.from_numpy(np.array(self.files[rec].window(seg))),
+            "spatial_id": torch.from_numpy(self.spatial[rec]),
+            "group_id": torch.from_numpy(self.groups[rec]),
+            "coords": torch.from_numpy(xyz),
+            "label": int(self._labels[i]),
+            "recording": rec,
+            "segment": seg,
+        }
+
+
+def collate_packed(samples: list[dict]) -> dict:
+    """Concatenate samples along the channel axis; ``cu_channels`` marks sample boundaries."""
+    counts = torch.tensor([s["x"].shape[0] for s in samples], dtype=torch.int64)
+    cu = torch.zeros(len(samples) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(counts, 0)
+    return {
+        "x": torch.cat([s["x"] for s in samples]),
+        "spatial_id": torch.cat([s["spatial_id"] for s in samples]),
+        "group_id": torch.cat([s["group_id"] for s in samples]),
+        "coords": torch.cat([s["coords"] for s in samples]),
+        "n_channels": counts,
+        "cu_channels": cu,
+        "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        "recording": [s["recording"] for s in samples],
+        "segment": torch.tensor([s["segment"] for s in samples], dtype=torch.int64),
+    }
+
+
+class BlockShuffleSampler(Sampler[int]):
+    """Shuffle that keeps row groups together, so each one is decoded once per epoch.
+
+    Order is a pure function of ``(seed, epoch)``: blocks are permuted, then samples within a
+    block. Call :meth:`set_epoch` before each epoch, as with ``DistributedSampler``.
+    """
+
+    def __init__(self, dataset: SegmentDataset, seed: int = 0, shuffle: bool = True):
+        self.dataset, self.seed, self.shuffle, self.epoch = dataset, seed, shuffle, 0
+        blocks: dict[tuple[str, int], list[int]] = {}
+        for i in range(len(dataset)):
+            blocks.setdefault(dataset.block_of(i), []).append(i)
+        self.blocks = [blocks[k] for k in sorted(blocks)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            yield from (i for b in self.blocks for i in b)
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for b in rng.permutation(len(self.blocks)):
+            yield from (self.blocks[b][j] for j in rng.permutation(len(self.blocks[b])))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def make_loader(dataset: SegmentDataset, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                num_workers: int = 0, drop_last: bool = False) -> DataLoader:
+    """DataLoader of packed batches in block-shuffled order (see :class:`BlockShuffleSampler`)."""
+    return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last,
+                      sampler=BlockShuffleSampler(dataset, seed=seed, shuffle=shuffle),
+                      collate_fn=collate_packed, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)

@@ -1,0 +1,64 @@
+# Shared helpers: config validation, paths and the recording list (known after the checkpoint).
+
+import json
+
+import pandas as pd
+
+from barista.config import active_scales, validate_config
+
+# validated against workflow/schemas/config.schema.yaml, defaults filled in
+config.update(validate_config(config))
+
+
+DS = config["dataset"]["name"]
+RESULTS = f"results/{DS}"
+LOGS = f"{RESULTS}/logs"
+DERIV = f"{RESULTS}/derivatives/barista-preproc"
+SCALES = active_scales(config)
+SOURCE = config["dataset"]["source"]
+
+if SOURCE == "simulate":
+    BIDS_ROOT = f"{RESULTS}/bids"
+elif SOURCE == "openneuro":
+    BIDS_ROOT = f"resources/openneuro/{config['dataset']['openneuro']['id']}"
+else:
+    BIDS_ROOT = config["dataset"]["local"]["bids_root"]
+
+
+def as_json(*sections):
+    """Config sections as a JSON string: the exact values a step uses, tracked for re-runs."""
+    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+
+
+def bids_input():
+    """Input of every step that reads the BIDS dataset. It is the folder this workflow writes, or the
+    dataset_description.json of a local dataset (the CLI accepts either as --bids-root)."""
+    if SOURCE == "local":
+        return f"{BIDS_ROOT}/dataset_description.json"
+    return BIDS_ROOT
+
+
+def recording_table():
+    """Recordings found in the BIDS dataset (re-evaluated after the checkpoint ran)."""
+    path = checkpoints.recordings.get().output[0]
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
+def bids_dir(rec):
+    """sub-X[/ses-Y] of a recording basename."""
+    parts = dict(p.split("-", 1) for p in rec.split("_") if "-" in p)
+    levels = [f"sub-{parts['sub']}"] + ([f"ses-{parts['ses']}"] if "ses" in parts else [])
+    return "/".join(levels)
+
+
+def preproc_fif(rec):
+    return f"{DERIV}/{bids_dir(rec)}/ieeg/{rec}_desc-preproc_ieeg.fif"
+
+
+def sessions_of(subject):
+    table = recording_table()
+    return sorted(set(table.loc[table["subject"] == subject, "session"]))
+
+
+def all_channel_tables(wildcards):
+    return [f"{RESULTS}/segments/{r}/channels.parquet" for r in recording_table()["recording"]]

@@ -1,0 +1,140 @@
+# Data half of the DAG: BIDS iEEG -> preprocessed derivative -> localization -> segments -> tokens.
+
+
+rule simulate:
+    output:
+        directory(f"{RESULTS}/bids"),
+    params:
+        cfg=as_json("dataset"),
+    log:
+        f"{LOGS}/simulate.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista simulate --params {params.cfg:q} --out {output} > {log} 2>&1"
+
+
+rule download:
+    output:
+        directory(f"resources/openneuro/{{dataset_id}}"),
+    params:
+        cfg=as_json("dataset"),
+    log:
+        "resources/logs/download_{dataset_id}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista download --params {params.cfg:q} --out {output} > {log} 2>&1"
+
+
+checkpoint recordings:
+    input:
+        bids=bids_input(),
+    output:
+        f"{RESULTS}/recordings.tsv",
+    params:
+        cfg=json.dumps({"dataset": {"task": config["dataset"]["task"]}}),
+    log:
+        f"{LOGS}/recordings.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista recordings --params {params.cfg:q} --bids-root {input.bids:q} "
+        "--out {output} > {log} 2>&1"
+
+
+rule derivative_description:
+    input:
+        bids=bids_input(),
+    output:
+        f"{DERIV}/dataset_description.json",
+    log:
+        f"{LOGS}/derivative_description.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista derivative --params '{{}}' --bids-root {input.bids:q} --out $(dirname {output}) "
+        "> {log} 2>&1"
+
+
+rule preprocess:
+    input:
+        bids=bids_input(),
+        recordings=f"{RESULTS}/recordings.tsv",
+    output:
+        fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
+        sidecar=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.json",
+    params:
+        cfg=as_json("preprocess"),
+    log:
+        f"{LOGS}/preprocess/{{bidsdir}}/{{rec}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista preprocess --params {params.cfg:q} --bids-root {input.bids:q} "
+        "--recording {wildcards.rec} --out {output.fif} > {log} 2>&1"
+
+
+rule localize:
+    input:
+        bids=bids_input(),
+        recordings=f"{RESULTS}/recordings.tsv",
+    output:
+        f"{RESULTS}/localization/sub-{{subject}}.parquet",
+    params:
+        cfg=json.dumps({"dataset": {"space": config["dataset"]["space"]},
+                        "atlas": config["atlas"], "scales": {s: {} for s in SCALES}}),
+        sessions=lambda wc: " ".join(sessions_of(wc.subject)),
+    log:
+        f"{LOGS}/localize/sub-{{subject}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista localize --params {params.cfg:q} --bids-root {input.bids:q} "
+        "--subject {wildcards.subject} --sessions {params.sessions} --out {output} > {log} 2>&1"
+
+
+rule segment:
+    input:
+        bids=bids_input(),
+        fif=lambda wc: preproc_fif(wc.rec),
+        localization=lambda wc: f"{RESULTS}/localization/{wc.rec.split('_')[0]}.parquet",
+    output:
+        signal=f"{RESULTS}/segments/{{rec}}/signal.parquet",
+        channels=f"{RESULTS}/segments/{{rec}}/channels.parquet",
+        index=f"{RESULTS}/segments/{{rec}}/index.parquet",
+        splits=f"{RESULTS}/segments/{{rec}}/splits.parquet",
+    params:
+        cfg=as_json("segments", "splits"),
+    log:
+        f"{LOGS}/segment/{{rec}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista segment --params {params.cfg:q} --bids-root {input.bids:q} "
+        "--recording {wildcards.rec} --fif {input.fif} --localization {input.localization} "
+        "--out-dir $(dirname {output.signal}) > {log} 2>&1"
+
+
+rule tokens:
+    input:
+        all_channel_tables,
+    output:
+        channels=f"{RESULTS}/tokens/{{scale}}/channels.parquet",
+        vocab=f"{RESULTS}/tokens/{{scale}}/vocab.parquet",
+    params:
+        cfg=lambda wc: json.dumps({"scales": {wc.scale: config["scales"][wc.scale]}}),
+    log:
+        f"{LOGS}/tokens/{{scale}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista tokens --params {params.cfg:q} --scale {wildcards.scale} "
+        "--out-dir $(dirname {output.channels}) {input} > {log} 2>&1"
+
+
+rule data:
+    input:
+        f"{DERIV}/dataset_description.json",
+        expand(f"{RESULTS}/tokens/{{scale}}/{{table}}.parquet", scale=SCALES,
+               table=["channels", "vocab"]),
