@@ -28,26 +28,43 @@ def is_mni(space: str | None) -> bool:
     return bool(space) and any(space.startswith(s) for s in MNI_SPACES)
 
 
+def _in_derivatives(path: Path, root: Path) -> bool:
+    """Inside the dataset's ``derivatives/`` (a root that itself lies in one does not count)."""
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        parts = Path(path).parts
+    return "derivatives" in parts
+
+
 def find_electrodes(bids_root: str | Path, subject: str, session: str | None,
-                    space: str | None) -> tuple[Path, Path] | None:
+                    space: str | None, require_coordsystem: bool = True
+                    ) -> tuple[Path, Path] | None:
     """``(electrodes.tsv, coordsystem.json)`` of a subject/session, or ``None`` when absent.
 
-    Raises when several spaces exist and none was chosen, or when coordsystem.json is missing.
+    Raises when several spaces exist and none was chosen, or when coordsystem.json is missing
+    and ``require_coordsystem`` (otherwise the positions count as absent).
     """
+    root = Path(bids_root)
     found = find_matching_paths(bids_root, subjects=subject, sessions=session,
                                 datatypes="ieeg", suffixes="electrodes", extensions=".tsv")
-    found = [p for p in found if "derivatives" not in p.fpath.parts]
+    found = [p for p in found if not _in_derivatives(p.fpath, root)]
     if space is not None:
         found = [p for p in found if p.space == space]
     if not found:
         return None
     spaces = sorted({str(p.space) for p in found})
+    if len(found) > 1 and len(spaces) == 1:
+        raise DataError(f"subject {subject} has several electrodes.tsv files "
+                        f"{sorted(p.fpath.name for p in found)}; name the session")
     if len(found) > 1:
         raise DataError(f"subject {subject} has electrodes.tsv files in several spaces {spaces} "
                         f"({found[0].fpath.parent}); choose one with config key 'dataset.space'")
     tsv = found[0].fpath
     coordsystem = found[0].copy().update(suffix="coordsystem", extension=".json").fpath
     if not coordsystem.exists():
+        if not require_coordsystem:
+            return None
         raise DataError(f"{tsv} has no coordsystem.json beside it ({coordsystem}): the "
                         "coordinate space and units are unknown")
     return tsv, coordsystem
@@ -83,16 +100,16 @@ def localize_contacts(table: pd.DataFrame, space: str, *, atlas: DestrieuxAtlas 
                       white_matter_radius_mm: float, label_column: str | None,
                       source: str) -> pd.DataFrame:
     """Region of every contact in an electrode table (x, y, z in mm)."""
+    if label_column is not None and label_column not in table.columns:
+        raise DataError(f"{source}: label column '{label_column}' (config key "
+                        f"'atlas.label_column') not found; columns are {list(table.columns)}")
+    # by position, not itertuples attributes: a label column may not be a Python identifier
+    labels = table[label_column].tolist() if label_column is not None else [None] * len(table)
     rows = []
-    for rec in table.itertuples(index=False):
+    for rec, value in zip(table.itertuples(index=False), labels, strict=True):
         xyz = np.array([rec.x, rec.y, rec.z], dtype=float)
         has_xyz = bool(np.all(np.isfinite(xyz)))
         if label_column is not None:
-            if label_column not in table.columns:
-                raise DataError(f"{source}: label column '{label_column}' (config key "
-                                f"'atlas.label_column') not found; columns are "
-                                f"{list(table.columns)}")
-            value = getattr(rec, label_column)
             name = "" if pd.isna(value) else str(value)
             region = classify_label(name, xyz[0] if has_xyz else 0.0)
             how = "column"
@@ -124,7 +141,8 @@ def localize_subject(bids_root: str | Path, subject: str, sessions: list[str | N
     """
     frames = []
     for session in sessions:
-        found = find_electrodes(bids_root, subject, session, space)
+        found = find_electrodes(bids_root, subject, session, space,
+                                require_coordsystem=need_atlas)
         where = f"sub-{subject}" + (f"_ses-{session}" if session else "")
         if found is None:
             if need_atlas:

@@ -21,7 +21,7 @@ from scipy import signal
 
 from . import __version__, reference
 from .bids import read_tsv, sidecar
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +34,67 @@ def read_recording(bids_path: BIDSPath) -> mne.io.BaseRaw:
     fname = bids_path.fpath
     if not Path(fname).exists():
         raise DataError(f"raw file not found: {fname}")
+    channels_tsv = sidecar(bids_path, "channels", ".tsv")
     try:
         raw = read_raw_bids(bids_path, verbose="error")
     except RuntimeError as err:
         if "mismatch" in str(err).lower():
-            raise DataError(f"{sidecar(bids_path, 'channels', '.tsv')}: channel names do not "
-                            f"match the recording {fname}") from err
+            # mne-bids does not say which channels differ: read the file alone to tell
+            try:
+                recorded = mne.io.read_raw(fname, verbose="error").ch_names
+            except Exception:  # the message without the names is still right
+                recorded = None
+            raise DataError(_mismatch_message(channels_tsv, fname, recorded)) from err
         raise DataError(f"cannot read raw file {fname}: {err}") from err
     except Exception as err:  # mne's readers raise many types on corrupt files
         raise DataError(f"cannot read raw file {fname}: {type(err).__name__}: {err}") from err
-    channels_tsv = sidecar(bids_path, "channels", ".tsv")
     if channels_tsv.exists():
         listed = [str(n) for n in read_tsv(channels_tsv)["name"]]
-        missing = sorted(set(listed) - set(raw.ch_names))
-        extra = sorted(set(raw.ch_names) - set(listed))
-        if missing or extra:
-            raise DataError(f"{channels_tsv}: channel names do not match the recording {fname}: "
-                            f"listed but not recorded {missing[:10]}, recorded but not listed "
-                            f"{extra[:10]}")
+        if sorted(listed) != sorted(raw.ch_names):
+            raise DataError(_mismatch_message(channels_tsv, fname, raw.ch_names, listed))
+    _check_complete(raw, bids_path)
     return raw
+
+
+def _mismatch_message(channels_tsv: Path, fname: Path, recorded: list[str] | None,
+                      listed: list[str] | None = None) -> str:
+    """Say which channel names of ``channels.tsv`` and the recording differ."""
+    head = f"{channels_tsv}: channel names do not match the recording {fname}"
+    if recorded is None:
+        return head
+    if listed is None:
+        listed = [str(n) for n in read_tsv(channels_tsv)["name"]]
+    missing = sorted(set(listed) - set(recorded))
+    extra = sorted(set(recorded) - set(listed))
+    if missing or extra:
+        return (f"{head}: listed but not recorded {missing[:10]}, recorded but not listed "
+                f"{extra[:10]}")
+    if len(listed) != len(recorded):
+        dups = sorted({n for n in listed if listed.count(n) > 1})
+        return f"{head}: channels listed more than once {dups[:10]}"
+    first = next(i for i, (a, b) in enumerate(zip(listed, recorded, strict=True)) if a != b)
+    return (f"{head}: same names in a different order (row {first + 1} lists "
+            f"'{listed[first]}', the recording has '{recorded[first]}'); BIDS needs the "
+            "recording's order")
+
+
+def _check_complete(raw: mne.io.BaseRaw, bids_path: BIDSPath) -> None:
+    """Refuse empty or truncated files, which mne's readers may read without complaint."""
+    fname, sfreq = bids_path.fpath, raw.info["sfreq"]
+    if raw.n_times < sfreq:
+        raise DataError(f"cannot read raw file {fname}: it holds {raw.n_times} samples "
+                        f"({raw.n_times / sfreq:.3f} s), less than 1 s; is it truncated?")
+    ieeg_json = sidecar(bids_path, "ieeg", ".json")
+    try:
+        declared = float(json.loads(ieeg_json.read_text(encoding="utf-8-sig"))
+                         ["RecordingDuration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no usable RecordingDuration: nothing to compare with
+    held = raw.times[-1]
+    if declared - held > 1.0:
+        raise DataError(f"cannot read raw file {fname}: it holds {held:.3f} s of data but "
+                        f"{ieeg_json} declares RecordingDuration {declared:g} s; the data file "
+                        "looks truncated")
 
 
 def notch_frequencies(line_freq: float, sfreq: float) -> list[float]:
@@ -118,6 +160,10 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
 
     if params["bandpass"] is not None:
         low, high = params["bandpass"]
+        for edge in (low, high):
+            if edge is not None and edge >= sfreq / 2:
+                raise ConfigError(f"config key 'preprocess.bandpass': edge {edge:g} Hz is not "
+                                  f"below the Nyquist frequency {sfreq / 2:g} Hz of {fname}")
         data = mne.filter.filter_data(data, sfreq, low, high, verbose="error")
 
     info = mne.create_info(out_names, sfreq, ch_types=[raw.get_channel_types([d.anchor])[0]
@@ -134,9 +180,6 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
 
     out_fname = Path(out_fname)
     out_fname.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_fname.with_name(out_fname.stem + ".tmp.fif")
-    out.save(tmp, fmt="single", overwrite=True, verbose="error")
-    os.replace(tmp, out_fname)
     record = {
         "Sources": [str(fname)],
         "SamplingFrequency": out.info["sfreq"],
@@ -151,7 +194,17 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
         "Channels": [{"name": d.name, "anchor": d.anchor, "weights": d.weights} for d in derivs],
         "GeneratedBy": {"Name": "barista", "Version": __version__},
     }
-    out_fname.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    # both files go through temporary names, so a failure never leaves a partial output
+    tmp = out_fname.with_name(out_fname.stem + ".tmp.fif")
+    tmp_json = out_fname.with_name(out_fname.stem + ".tmp.json")
+    try:
+        out.save(tmp, fmt="single", overwrite=True, verbose="error")
+        tmp_json.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, out_fname)
+        os.replace(tmp_json, out_fname.with_suffix(".json"))
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
     return record
 
 

@@ -66,10 +66,19 @@ def read_words(events_tsv: Path, need_sentences: bool) -> pd.DataFrame:
     if need_sentences and "sentence_onset" not in words.columns:
         raise DataError(f"{events_tsv}: column 'sentence_onset' is missing; the sentence_onset "
                         "task needs it (or drop it from config key 'segments.tasks')")
+    if "onset" not in words.columns:
+        raise DataError(f"{events_tsv}: column 'onset' is missing (has {list(events.columns)})")
+    onset = pd.to_numeric(words["onset"], errors="coerce")
+    not_number = onset.isna() & words["onset"].notna()
+    if not_number.any():
+        raise DataError(f"{events_tsv}: column 'onset' holds a value that is not a number "
+                        f"({words['onset'][not_number].iloc[0]!r}) in a word event")
+    words, onset = words[onset.notna()], onset[onset.notna()]  # n/a onsets are unusable
+    # duration is required by BIDS but often missing; a bare onset counts as 0 s
+    duration = words["duration"] if "duration" in words.columns else pd.Series(0.0, words.index)
     out = pd.DataFrame({
-        "onset": pd.to_numeric(words["onset"], errors="raise").to_numpy(float),
-        "duration": pd.to_numeric(words.get("duration", 0.0), errors="coerce")
-        .fillna(0.0).to_numpy(float),
+        "onset": onset.to_numpy(float),
+        "duration": pd.to_numeric(duration, errors="coerce").fillna(0.0).to_numpy(float),
         "sentence_onset": (pd.to_numeric(words["sentence_onset"], errors="coerce").fillna(0)
                            .to_numpy(int) if "sentence_onset" in words else 0),
     })

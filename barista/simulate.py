@@ -31,7 +31,10 @@ SPACE = "MNI152NLin2009aSym"
 CONTACT_SPACING_MM = 3.5
 # a fixed date keeps scans.tsv and the BrainVision headers identical from run to run
 _MEAS_DATE = datetime(2020, 1, 6, 9, 0, 0, tzinfo=timezone.utc)
-_BAD_REASONS = ("flat", "noisy")
+_BAD_CHANNELS = {
+    "flat": "flat: no signal (simulated disconnection)",
+    "noisy": "noisy: broadband artefact (simulated broken wire)",
+}
 
 # amplitudes in microvolts; chosen so a 2 s window is decodable from log band power, not trivially
 _UV = {
@@ -40,14 +43,14 @@ _UV = {
     "local": 25.0,  # 1/f background of each contact alone
     "sensor": 3.0,  # white amplifier noise
     "line": 30.0,  # power-line fundamental (harmonics fall off as 1 / k)
-    "high_gamma": 5.5,  # speech-driven 70-120 Hz amplitude at gain 1.0
+    "high_gamma": 8.0,  # speech-driven 70-120 Hz amplitude at gain 1.0
     "resting_gamma": 3.0,  # 70-120 Hz activity of every contact, speech or not
     "evoked": 30.0,  # sentence-onset transient peak at gain 1.0
     "flat": 0.05,  # a disconnected contact
     "noisy": 400.0,  # a contact with a broken wire
 }
-_SPECTRAL_EXPONENT = 1.5  # power ~ 1 / f ** exponent of each contact's own activity
-_SOURCE_EXPONENT = 2.0  # steeper for the parcel sources: high frequencies stay local
+# power ~ 1 / f ** 2: little broadband power reaches 70-120 Hz, where the resting gamma rules
+_SPECTRAL_EXPONENT = 2.0
 _DRIFT_SD = 0.5  # log-sd of slow drifts in the level of each contact's activity
 _MIX_LENGTH_MM = 10.0  # volume conduction between parcels, weight exp(-d / length)
 _HIGH_GAMMA_HZ = (70.0, 120.0)  # below the 128 Hz Nyquist of the 256 Hz pipeline rate
@@ -207,22 +210,26 @@ def simulate_dataset(
     contact_tables = []
     for sub_index in range(n_subjects):
         subject = f"{sub_index + 1:02d}"
-        implant = _make_implant(np.random.default_rng([seed, sub_index, 0]), n_shafts,
-                                contacts_per_shaft, atlas, sub_index)
+        implant = _make_implant(seed, sub_index, n_shafts, contacts_per_shaft, atlas)
         for ses_index in range(n_sessions):
             session = f"{ses_index + 1:02d}"
             # sessions draw from their own stream so adding one never changes another
             rng = np.random.default_rng([seed, sub_index, ses_index + 1])
             stim = _make_stimulus(rng, duration_s, sfreq)
-            bad = dict(zip(_BAD_REASONS, rng.choice(len(implant.names), 2, replace=False),
-                           strict=True))
+            picks = rng.choice(len(implant.names), len(_BAD_CHANNELS), replace=False)
+            bad = dict(zip(_BAD_CHANNELS, picks.tolist(), strict=True))
             data = _simulate_signals(rng, implant, stim, sfreq, line_freq, bad)
             raw = _make_raw(data, implant, stim, sfreq, line_freq, ses_index)
             del data
             bids_path = mne_bids.BIDSPath(root=root, subject=subject, session=session,
                                           task=task, run="01", datatype="ieeg")
             _write_recording(raw, bids_path, implant, bad)
-            contact_tables.append(_contact_table(implant, subject, session, bad))
+            table = _implant_table(implant, subject)
+            table.insert(1, "session", session)
+            table["bad"] = "none"
+            for reason, index in bad.items():
+                table.loc[index, "bad"] = reason
+            contact_tables.append(table)
     _write_ground_truth(root, pd.concat(contact_tables, ignore_index=True), dict(
         n_subjects=n_subjects, n_sessions=n_sessions, duration_s=duration_s, sfreq=sfreq,
         line_freq=line_freq, n_shafts=n_shafts, contacts_per_shaft=contacts_per_shaft,
@@ -230,8 +237,9 @@ def simulate_dataset(
     return root
 
 
-def _check_arguments(n_subjects, n_sessions, duration_s, sfreq, line_freq, n_shafts,
-                     contacts_per_shaft, task) -> None:
+def _check_arguments(n_subjects: int, n_sessions: int, duration_s: float, sfreq: float,
+                     line_freq: float, n_shafts: int, contacts_per_shaft: int,
+                     task: str) -> None:
     for name, value in (("n_subjects", n_subjects), ("n_sessions", n_sessions),
                         ("n_shafts", n_shafts), ("contacts_per_shaft", contacts_per_shaft)):
         if int(value) != value or value < 1:
@@ -311,8 +319,10 @@ def _parcel_gains(region: Region) -> tuple[float, float]:
     return speech, sentence
 
 
-def _make_implant(rng: np.random.Generator, n_shafts: int, contacts_per_shaft: int,
-                  atlas: DestrieuxAtlas, sub_index: int) -> Implant:
+def _make_implant(seed: int, sub_index: int, n_shafts: int, contacts_per_shaft: int,
+                  atlas: DestrieuxAtlas) -> Implant:
+    # the implant has its own stream (session streams are [seed, subject, session >= 1])
+    rng = np.random.default_rng([seed, sub_index, 0])
     names, positions = [], []
     for template, hemi in _choose_shafts(rng, n_shafts, sub_index):
         positions.append(_shaft_positions(template, hemi, contacts_per_shaft, rng))
@@ -344,7 +354,7 @@ def _make_word(rng: np.random.Generator) -> str:
 def _make_stimulus(rng: np.random.Generator, duration_s: float, sfreq: float) -> Stimulus:
     """Speech periods of 4-12 s between silences of 2-8 s, a word every 0.22-0.5 s.
 
-    The first word of each period and then every 6-12th word start a sentence. Gaps inside
+    The first word of each period and then every 6th to 12th word start a sentence. Gaps in
     a period stay below 0.5 s, so only period-initial words follow 0.5 s of silence.
     """
     onsets, durations, starts, periods = [], [], [], []
@@ -359,7 +369,7 @@ def _make_stimulus(rng: np.random.Generator, duration_s: float, sfreq: float) ->
             onsets.append(onset)
             durations.append(min(rng.uniform(0.2, 0.4), interval - 0.02))
             starts.append(int(countdown == 0))
-            countdown = int(rng.integers(6, 13)) if countdown == 0 else countdown - 1
+            countdown = int(rng.integers(5, 12)) if countdown == 0 else countdown - 1
             onset += interval
         periods.append((t, onsets[-1] + durations[-1]))
         t = periods[-1][1] + rng.uniform(2.0, 8.0)
@@ -484,7 +494,7 @@ def _simulate_signals(rng: np.random.Generator, implant: Implant, stim: Stimulus
     freqs = np.array([[_parcel_frequency(*key)] for key in keys])
     rhythm = np.sin(2 * np.pi * freqs * t + rng.uniform(0, 2 * np.pi, (len(keys), 1)))
     sources = (_UV["source"] * _colored_noise(rng, (len(keys), n_times), sfreq,
-                                              _SOURCE_EXPONENT)
+                                              _SPECTRAL_EXPONENT)
                + _UV["rhythm"] * rhythm * _slow_gain(rng, (len(keys), n_times), sfreq, 0.5))
     data = _mixing_matrix(implant, keys) @ sources if keys else np.zeros((n_ch, n_times))
     del sources, rhythm
@@ -544,12 +554,9 @@ def _write_recording(raw: mne.io.RawArray, bids_path: mne_bids.BIDSPath, implant
         mne_bids.write_raw_bids(raw, bids_path, event_id={"word": 1}, format="BrainVision",
                                 allow_preload=True, overwrite=True,
                                 extra_columns_descriptions=_EVENT_COLUMNS, verbose=False)
-    names = [implant.names[bad[reason]] for reason in _BAD_REASONS]
-    mne_bids.mark_channels(bids_path, ch_names=names,
-                           status=["bad"] * len(names),
-                           descriptions=["flat: no signal (simulated disconnection)",
-                                         "noisy: broadband artefact (simulated broken wire)"],
-                           verbose=False)
+    mne_bids.mark_channels(bids_path, ch_names=[implant.names[bad[r]] for r in _BAD_CHANNELS],
+                           status=["bad"] * len(_BAD_CHANNELS),
+                           descriptions=list(_BAD_CHANNELS.values()), verbose=False)
     _write_positions(bids_path, implant)
 
 
@@ -600,13 +607,9 @@ def _write_readme(root: Path) -> None:
     (root / "README").write_text(text, encoding="utf-8")
 
 
-def _contact_table(implant: Implant, subject: str, session: str,
-                   bad: dict[str, int]) -> pd.DataFrame:
-    status = ["none"] * len(implant.names)
-    for reason, index in bad.items():
-        status[index] = reason
+def _implant_table(implant: Implant, subject: str) -> pd.DataFrame:
     return pd.DataFrame({
-        "subject": subject, "session": session, "channel": implant.names,
+        "subject": subject, "channel": implant.names,
         "x": implant.xyz_mm[:, 0], "y": implant.xyz_mm[:, 1], "z": implant.xyz_mm[:, 2],
         "atlas_label": [r.atlas_label for r in implant.regions],
         "kind": [r.kind for r in implant.regions],
@@ -614,8 +617,30 @@ def _contact_table(implant: Implant, subject: str, session: str,
         "parcel": [r.parcel for r in implant.regions],
         "lobe": [r.lobe for r in implant.regions],
         "speech_gain": implant.speech_gain, "sentence_gain": implant.sentence_gain,
-        "bad": status,
     })
+
+
+def simulated_contacts(*, n_subjects: int = 3, n_shafts: int = 6, contacts_per_shaft: int = 8,
+                       seed: int = 7) -> pd.DataFrame:
+    """Contacts that :func:`simulate_dataset` implants, without simulating any signal.
+
+    Parameters
+    ----------
+    n_subjects, n_shafts, contacts_per_shaft, seed : int
+        As in :func:`simulate_dataset`; implants do not depend on the other arguments.
+
+    Returns
+    -------
+    contacts : pandas.DataFrame
+        One row per subject and contact: ``subject``, ``channel``, ``x``, ``y``, ``z`` (MNI
+        mm), ``atlas_label``, ``kind``, ``hemisphere``, ``parcel``, ``lobe``,
+        ``speech_gain`` and ``sentence_gain``; ``contacts.tsv`` adds ``session`` and ``bad``.
+    """
+    _check_arguments(n_subjects, 1, 20.0, 256.0, 60.0, n_shafts, contacts_per_shaft, "x")
+    atlas = default_atlas()
+    return pd.concat([_implant_table(_make_implant(seed, i, n_shafts, contacts_per_shaft,
+                                                   atlas), f"{i + 1:02d}")
+                      for i in range(n_subjects)], ignore_index=True)
 
 
 def ground_truth_table() -> pd.DataFrame:
