@@ -177,22 +177,26 @@ class BlockShuffleSampler(Sampler[int]):
     """
 
     def __init__(self, dataset: SegmentDataset, seed: int = 0, shuffle: bool = True):
-        self.dataset, self.seed, self.shuffle, self.epoch = dataset, seed, shuffle, 0
+        self.dataset, self.seed, self.shuffle = dataset, seed, shuffle
+        self.epoch, self.start = 0, 0
         blocks: dict[tuple[str, int], list[int]] = {}
         for i in range(len(dataset)):
             blocks.setdefault(dataset.block_of(i), []).append(i)
         self.blocks = [blocks[k] for k in sorted(blocks)]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Order of ``epoch``, skipping its first ``start`` samples (to resume mid-epoch)."""
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return [i for b in self.blocks for i in b]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return [self.blocks[b][j] for b in rng.permutation(len(self.blocks))
+                for j in rng.permutation(len(self.blocks[b]))]
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            yield from (i for b in self.blocks for i in b)
-            return
-        rng = np.random.default_rng([self.seed, self.epoch])
-        for b in rng.permutation(len(self.blocks)):
-            yield from (self.blocks[b][j] for j in rng.permutation(len(self.blocks[b])))
+        yield from self.order()[self.start:]
 
     def __len__(self) -> int:
         return len(self.dataset)

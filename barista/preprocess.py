@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def _check_complete(raw: mne.io.BaseRaw, bids_path: BIDSPath) -> None:
 
 
 def notch_frequencies(line_freq: float, sfreq: float) -> list[float]:
-    """Line frequency and every harmonic below Nyquist (the paper: 60, 120, ..., 360 Hz)."""
+    """Line frequency and every harmonic below Nyquist (the paper stops at 360 Hz)."""
     nyquist = sfreq / 2.0
     return [k * line_freq for k in range(1, int(nyquist // line_freq) + 1)
             if k * line_freq < nyquist - 1e-6]
@@ -194,17 +195,20 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
         "Channels": [{"name": d.name, "anchor": d.anchor, "weights": d.weights} for d in derivs],
         "GeneratedBy": {"Name": "barista", "Version": __version__},
     }
-    # both files go through temporary names, so a failure never leaves a partial output
-    tmp = out_fname.with_name(out_fname.stem + ".tmp.fif")
-    tmp_json = out_fname.with_name(out_fname.stem + ".tmp.json")
+    # everything is written in a staging folder under the final names (FIF files over 2 GB
+    # are split into parts that refer to each other by name), then moved; the first part
+    # moves last, so a failure never leaves a file that looks complete
+    staging = out_fname.parent / f".{out_fname.stem}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
-        out.save(tmp, fmt="single", overwrite=True, verbose="error")
-        tmp_json.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, out_fname)
-        os.replace(tmp_json, out_fname.with_suffix(".json"))
+        out.save(staging / out_fname.name, fmt="single", overwrite=True, verbose="error")
+        (staging / out_fname.with_suffix(".json").name).write_text(json.dumps(record, indent=2))
+        parts = sorted(staging.iterdir(), key=lambda p: p.name == out_fname.name)
+        for part in parts:
+            os.replace(part, out_fname.parent / part.name)
     finally:
-        tmp.unlink(missing_ok=True)
-        tmp_json.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return record
 
 

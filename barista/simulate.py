@@ -45,7 +45,7 @@ _UV = {
     "line": 30.0,  # power-line fundamental (harmonics fall off as 1 / k)
     "high_gamma": 8.0,  # speech-driven 70-120 Hz amplitude at gain 1.0
     "resting_gamma": 3.0,  # 70-120 Hz activity of every contact, speech or not
-    "evoked": 30.0,  # sentence-onset transient peak at gain 1.0
+    "evoked": 50.0,  # sentence-onset transient peak at gain 1.0
     "flat": 0.05,  # a disconnected contact
     "noisy": 400.0,  # a contact with a broken wire
 }

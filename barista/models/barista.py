@@ -1,0 +1,146 @@
+"""The BaRISTA encoder: temporal tokenizer + spatial encoding + joint space-time transformer.
+
+Every channel keeps one token per patch (channels are never pooled). Tokens of a sample are
+ordered time-major (all channels of patch 0, then of patch 1, ...), carry the rotary angle of
+their patch index, and attend to every token of the same sample and no other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+
+from .rotary import Rotary
+from .spatial import spatial_encoder
+from .tokenizer import TemporalTokenizer
+from .transformer import Transformer
+
+
+@dataclass(frozen=True)
+class BaristaConfig:
+    """Architecture; ``preset('paper')`` gives the paper's numbers (about 0.87 M parameters)."""
+
+    patch_samples: int = 512
+    n_patches: int = 12
+    encode_scale: str = "parcel"
+    vocab_size: int = 1
+    d_model: int = 64
+    n_layers: int = 12
+    n_heads: int = 4
+    ffn_hidden: int = 256
+    dropout: float = 0.1
+    cnn_width: int = 5
+    cnn_blocks: int = 5
+    kernel_size: int = 3
+    predictor_layers: int = 3
+    rope_base: float = 10000.0
+    attention: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    "paper": {},
+    "demo": {"d_model": 32, "n_layers": 2, "n_heads": 2, "ffn_hidden": 64, "cnn_blocks": 3},
+}
+
+
+def preset(name: str, **overrides) -> BaristaConfig:
+    """A named size preset (``paper`` or ``demo``) with data-dependent fields filled in."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; one of {sorted(PRESETS)}")
+    return replace(BaristaConfig(**PRESETS[name]), **overrides)
+
+
+@dataclass
+class Layout:
+    """Where each token of a packed batch comes from.
+
+    ``dest[row]`` is the token position of channel-major row ``row = channel * P + patch``.
+    """
+
+    dest: torch.Tensor
+    channel: torch.Tensor  # global channel index of each token (time-major order)
+    patch: torch.Tensor  # patch index of each token
+    cu_tokens: torch.Tensor  # int32, sample boundaries on the token axis
+    max_tokens: int
+
+
+def packed_layout(n_channels: torch.Tensor, n_patches: int) -> Layout:
+    """Token layout of a batch whose samples have ``n_channels[b]`` channels."""
+    device = n_channels.device
+    n_channels = n_channels.long()
+    offsets = torch.cumsum(n_channels, 0) - n_channels
+    total = int(n_channels.sum())
+    sample = torch.repeat_interleave(torch.arange(len(n_channels), device=device), n_channels)
+    local = torch.arange(total, device=device) - offsets[sample]  # channel within its sample
+    p = torch.arange(n_patches, device=device)
+    # row (g, p) -> token P*offset + p*C + c
+    dest = (n_patches * offsets[sample][:, None] + p[None, :] * n_channels[sample][:, None]
+            + local[:, None]).reshape(-1)
+    channel = torch.empty_like(dest)
+    channel[dest] = torch.arange(total, device=device).repeat_interleave(n_patches)
+    patch = torch.empty_like(dest)
+    patch[dest] = p.repeat(total)
+    cu = torch.zeros(len(n_channels) + 1, dtype=torch.int32, device=device)
+    cu[1:] = torch.cumsum(n_channels * n_patches, 0)
+    return Layout(dest, channel, patch, cu, int(n_channels.max()) * n_patches)
+
+
+class BaristaEncoder(nn.Module):
+    """Packed batch (``x``: channels x patches x samples) -> token states (tokens x d)."""
+
+    def __init__(self, config: BaristaConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.tokenizer = TemporalTokenizer(c.patch_samples, c.d_model, width=c.cnn_width,
+                                           n_blocks=c.cnn_blocks, kernel_size=c.kernel_size)
+        self.spatial = spatial_encoder(c.encode_scale, c.vocab_size, c.d_model)
+        self.mask_token = nn.Parameter(torch.randn(c.d_model) * 0.02)
+        self.rotary = Rotary(c.d_model // c.n_heads, c.rope_base)
+        self.transformer = Transformer(c.d_model, c.n_layers, c.n_heads, c.ffn_hidden, c.dropout)
+
+    def spatial_embedding(self, batch: dict) -> torch.Tensor:
+        """(channels, d): the encoding-scale embedding of every channel in the batch."""
+        return self.spatial(batch["spatial_id"], batch["coords"])
+
+    def forward(self, batch: dict, channel_mask: torch.Tensor | None = None,
+                layout: Layout | None = None, tokens: torch.Tensor | None = None):
+        """Encode a packed batch.
+
+        Parameters
+        ----------
+        batch : dict
+            From :func:`barista.data.collate_packed`: ``x``, ``spatial_id``, ``coords``,
+            ``n_channels``.
+        channel_mask : bool tensor (channels,), optional
+            Channels whose every token is replaced by the mask token (plus its spatial
+            embedding): the model never sees their signal.
+        tokens : tensor (channels, patches, d), optional
+            Tokenizer output when the caller already computed it.
+
+        Returns
+        -------
+        states : tensor (channels, patches, d)
+            Transformer output, back in channel-major order.
+        """
+        x = batch["x"]
+        n_ch, n_p = x.shape[0], x.shape[1]
+        if layout is None:
+            layout = packed_layout(batch["n_channels"].to(x.device), n_p)
+        if tokens is None:
+            tokens = self.tokenizer(x)
+        if channel_mask is not None:
+            tokens = torch.where(channel_mask[:, None, None], self.mask_token.to(tokens.dtype),
+                                 tokens)
+        h = tokens + self.spatial_embedding(batch)[:, None, :].to(tokens.dtype)
+        seq = torch.empty((n_ch * n_p, h.shape[-1]), dtype=h.dtype, device=h.device)
+        seq[layout.dest] = h.reshape(n_ch * n_p, -1)
+        angles = self.rotary(layout.patch)
+        out = self.transformer(seq, angles, layout.cu_tokens, layout.max_tokens,
+                               self.config.attention)
+        return out[layout.dest].reshape(n_ch, n_p, -1)

@@ -1,0 +1,75 @@
+"""Pre-norm transformer over packed token sequences (RMSNorm, rotary attention, GeGLU)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import packed_attention
+from .rotary import rotate
+
+
+class GeGLU(nn.Module):
+    """``W2 (GELU(x W) * x V)``: the gated feed-forward of BaRISTA's backbone."""
+
+    def __init__(self, d_model: int, hidden: int, dropout: float):
+        super().__init__()
+        self.gate_value = nn.Linear(d_model, 2 * hidden)
+        self.out = nn.Linear(hidden, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.gate_value(x).chunk(2, dim=-1)
+        return self.out(self.dropout(F.gelu(gate) * value))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with rotary angles supplied per token."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto"):
+        q, k, v = self.qkv(x).view(x.shape[0], 3, self.n_heads, self.head_dim).unbind(1)
+        if angles is not None:  # (tokens, head_dim/2) or (tokens, heads, head_dim/2)
+            a = angles if angles.dim() == 3 else angles[:, None, :]
+            q, k = rotate(q, a), rotate(k, a)
+        o = packed_attention(q, k, v, cu_seqlens, max_len, impl=impl)
+        return self.dropout(self.out(o.reshape(x.shape[0], -1)))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.RMSNorm(d_model)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.norm2 = nn.RMSNorm(d_model)
+        self.ffn = GeGLU(d_model, ffn_hidden, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto"):
+        x = x + self.attn(self.norm1(x), angles, cu_seqlens, max_len, impl)
+        return x + self.dropout(self.ffn(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    """Stack of pre-norm blocks with a final RMSNorm; tokens are ``(total_tokens, d_model)``."""
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, ffn_hidden: int,
+                 dropout: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, ffn_hidden, dropout)
+                                    for _ in range(n_layers))
+        self.norm = nn.RMSNorm(d_model)
+
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto"):
+        for block in self.blocks:
+            x = block(x, angles, cu_seqlens, max_len, impl)
+        return self.norm(x)

@@ -1,0 +1,1 @@
+"""Training: spatially masked pretraining, finetuning, reconstruction and baselines."""

@@ -1,0 +1,58 @@
+"""The honest floor: logistic regression on per-channel log band power of the same windows.
+
+As in the Neuroprobe benchmark, a linear model on spectral features of the same segments is shown
+beside every foundation model (on Brain Treebank it beats several of them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..data import SegmentDataset
+from ..errors import DataError
+from .finetune import auroc
+
+BANDS = ((1, 4), (4, 8), (8, 13), (13, 30), (30, 70), (70, 150), (150, 300))
+
+
+def band_power_features(x: np.ndarray, sfreq: float) -> np.ndarray:
+    """Log mean Welch power per channel and band: (windows, channels, samples) ->
+    (windows, channels * bands). Bands above Nyquist are left out."""
+    freqs, psd = signal.welch(x, fs=sfreq, nperseg=min(x.shape[-1], int(sfreq / 2)), axis=-1)
+    feats = [np.log(psd[..., (freqs >= lo) & (freqs < hi)].mean(-1) + 1e-12)
+             for lo, hi in BANDS if hi <= sfreq / 2 + 1e-9 and np.any((freqs >= lo) & (freqs < hi))]
+    return np.stack(feats, axis=-1).reshape(len(x), -1)
+
+
+def _arrays(ds: SegmentDataset) -> tuple[np.ndarray, np.ndarray]:
+    xs = [ds[i]["x"].numpy().reshape(ds[i]["x"].shape[0], -1) for i in range(len(ds))]
+    return np.stack(xs), ds.index["label"].to_numpy()
+
+
+def linear_baseline(results: str | Path, *, recording: str, task: str, seed: int,
+                    split_kind: str = "random", cs=(0.01, 0.1, 1.0, 10.0)) -> dict:
+    """Fit on train, choose the regularisation on val, report test AUROC."""
+    sets = {role: SegmentDataset(results, task, split_kind=split_kind, roles=(role,),
+                                 recordings=[recording]) for role in ("train", "val", "test")}
+    if any(len(ds) == 0 for ds in sets.values()):
+        raise DataError(f"{recording}: a split of '{task}' is empty")
+    sfreq = sets["train"].files[recording].meta["sfreq"]
+    data = {r: _arrays(ds) for r, ds in sets.items()}
+    feats = {r: band_power_features(x, sfreq) for r, (x, _) in data.items()}
+    best = None
+    for c in cs:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000,
+                                                                 random_state=seed))
+        clf.fit(feats["train"], data["train"][1])
+        val = auroc(data["val"][1], clf.predict_proba(feats["val"])[:, 1])
+        if best is None or np.nan_to_num(val, nan=-1) > np.nan_to_num(best[0], nan=-1):
+            best = (val, c, clf)
+    val, c, clf = best
+    return {"auroc": auroc(data["test"][1], clf.predict_proba(feats["test"])[:, 1]),
+            "val_auroc": val, "C": c, "n_train": len(sets["train"]), "n_test": len(sets["test"])}
