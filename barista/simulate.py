@@ -13,6 +13,7 @@ import json
 import shutil
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ import mne_bids
 import numpy as np
 import pandas as pd
 from mne_bids.config import BIDS_VERSION
+from scipy import fft as sp_fft
 
 from . import __version__
 from .atlas import GREY_KINDS, DestrieuxAtlas, Region, classify_label, default_atlas
@@ -386,33 +388,43 @@ def _make_stimulus(rng: np.random.Generator, duration_s: float, sfreq: float) ->
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean(axis=-1, keepdims=True)
-    return x / np.maximum(x.std(axis=-1, keepdims=True), 1e-12)
+    """Scale zero-mean rows (their DC bin was removed) to unit variance."""
+    return x / np.maximum(np.sqrt(np.mean(x * x, axis=-1, keepdims=True)), 1e-12)
+
+
+def _shaped_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: float,
+                  amplitude: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Unit-variance Gaussian noise whose Fourier amplitude follows ``amplitude(freqs)``."""
+    spectrum = sp_fft.rfft(rng.standard_normal(shape), axis=-1, workers=-1)
+    freqs = sp_fft.rfftfreq(shape[-1], 1.0 / sfreq)
+    spectrum *= amplitude(freqs)
+    spectrum[..., 0] = 0.0
+    return _unit_rows(sp_fft.irfft(spectrum, n=shape[-1], axis=-1, workers=-1))
 
 
 def _colored_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: float,
                    exponent: float, fmin: float = 0.5) -> np.ndarray:
-    """Unit-variance noise with power ~ 1 / f ** exponent, shaped in the Fourier domain."""
-    spectrum = np.fft.rfft(rng.standard_normal(shape), axis=-1)
-    freqs = np.fft.rfftfreq(shape[-1], 1.0 / sfreq)
-    spectrum *= np.maximum(freqs, fmin) ** (-exponent / 2)
-    spectrum[..., 0] = 0.0
-    return _unit_rows(np.fft.irfft(spectrum, n=shape[-1], axis=-1))
+    """Unit-variance noise with power ~ 1 / f ** exponent (flat below ``fmin``)."""
+    return _shaped_noise(rng, shape, sfreq, lambda f: np.maximum(f, fmin) ** (-exponent / 2))
 
 
 def _band_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: float,
                 low: float, high: float) -> np.ndarray:
     """Unit-variance noise with a flat spectrum between ``low`` and ``high`` Hz."""
-    spectrum = np.fft.rfft(rng.standard_normal(shape), axis=-1)
-    freqs = np.fft.rfftfreq(shape[-1], 1.0 / sfreq)
-    spectrum[..., (freqs < low) | (freqs > high)] = 0.0
-    return _unit_rows(np.fft.irfft(spectrum, n=shape[-1], axis=-1))
+    return _shaped_noise(rng, shape, sfreq, lambda f: ((f >= low) & (f <= high)).astype(float))
 
 
 def _slow_gain(rng: np.random.Generator, shape: tuple[int, int], sfreq: float,
                spread: float) -> np.ndarray:
-    """Positive, slowly drifting (< 0.2 Hz) gains with median 1 and log-sd ``spread``."""
-    return np.exp(spread * _band_noise(rng, shape, sfreq, 0.01, 0.2))
+    """Positive, slowly drifting (0.01-0.2 Hz) gains with median 1 and log-sd ``spread``."""
+    # drawn on a 4 Hz grid and interpolated: the full rate would only add cost
+    coarse_rate = 4.0
+    n_coarse = int(np.ceil(shape[-1] / sfreq * coarse_rate)) + 2
+    coarse = _band_noise(rng, (shape[0], n_coarse), coarse_rate, 0.01, 0.2)
+    position = np.arange(shape[-1]) * (coarse_rate / sfreq)
+    left = position.astype(int)
+    frac = position - left
+    return np.exp(spread * (coarse[:, left] * (1 - frac) + coarse[:, left + 1] * frac))
 
 
 def _parcel_frequency(hemisphere: str, parcel: str) -> float:
@@ -477,9 +489,13 @@ def _line_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfreq: 
     amplitude = _UV["line"] * rng.uniform(0.5, 1.5, (n_channels, 1))
     phase = rng.uniform(0, 2 * np.pi) + rng.normal(0.0, 0.3, (n_channels, 1))
     out = np.zeros((n_channels, n_times))
-    for k in range(1, int(np.ceil(sfreq / 2 / line_freq))):
-        if k * line_freq < sfreq / 2:
-            out += amplitude / k * np.sin(2 * np.pi * k * line_freq * t + k * phase)
+    k = 1
+    while k * line_freq < sfreq / 2:
+        # sin(a + b) = sin a cos b + cos a sin b: two waveforms shared by all contacts
+        wave = 2 * np.pi * k * line_freq * t
+        out += amplitude / k * (np.cos(k * phase) * np.sin(wave)
+                                + np.sin(k * phase) * np.cos(wave))
+        k += 1
     return out
 
 

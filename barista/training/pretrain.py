@@ -211,6 +211,7 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
                 torch.manual_seed(seed_of(cfg.seed, "dropout", step))
                 with autocast(device):
                     out = model(batch, mask)
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 optimizer.step()
@@ -218,12 +219,12 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
                 momentum = model.target.update(model.encoder.tokenizer, step + 1)
                 step += 1
                 writer.writerow({"step": step, "epoch": epoch, "split": "train",
-                                 "loss": float(out["loss"]), "lr": optimizer.param_groups[0]["lr"],
+                                 "loss": out["loss"].item(), "lr": lr,
                                  "ema_momentum": momentum,
                                  "masked_fraction": float(mask.float().mean()),
                                  "seconds": time.perf_counter() - t0})
                 bar.update()
-                bar.set_postfix(loss=f"{float(out['loss']):.4f}")
+                bar.set_postfix(loss=f"{out['loss'].item():.4f}")
                 end_of_epoch = step % steps_per_epoch == 0
                 if end_of_epoch and len(val):
                     writer.writerow({"step": step, "epoch": epoch, "split": "val",

@@ -1,0 +1,211 @@
+"""Model components: each test fails if the component is wrong, not only if shapes are."""
+
+import math
+
+import pytest
+import torch
+
+from barista.models import BaristaEncoder, preset
+from barista.models.attention import packed_attention
+from barista.models.barista import packed_layout
+from barista.models.rotary import Rotary, rotate
+from barista.models.spatial import CoordinateEmbedding, TableEmbedding
+from barista.models.tokenizer import TemporalTokenizer
+from barista.training.ema import EMA
+from barista.training.masking import group_mask
+
+
+def make_batch(n_channels=(3, 5), n_patches=4, patch=16, vocab=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    total = sum(n_channels)
+    cu = torch.zeros(len(n_channels) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(n_channels), 0)
+    return {
+        "x": torch.randn(total, n_patches, patch, generator=g),
+        "spatial_id": torch.randint(0, vocab, (total,), generator=g),
+        "group_id": torch.randint(0, 3, (total,), generator=g),
+        "coords": torch.randn(total, 3, generator=g) * 40,
+        "n_channels": torch.tensor(n_channels),
+        "cu_channels": cu,
+        "label": torch.zeros(len(n_channels), dtype=torch.long),
+    }
+
+
+def tiny(scale="parcel", **kw):
+    cfg = preset("demo", patch_samples=16, n_patches=4, encode_scale=scale, vocab_size=6,
+                 dropout=0.0, **kw)
+    torch.manual_seed(0)
+    return BaristaEncoder(cfg).eval()
+
+
+def test_paper_preset_size():
+    n = sum(p.numel() for p in BaristaEncoder(preset("paper", vocab_size=150)).parameters())
+    assert 0.80e6 < n < 0.90e6  # the paper: about 0.87 M with the predictor
+
+
+def test_tokenizer_keeps_patches_independent_and_is_residual_cnn():
+    tok = TemporalTokenizer(32, 8, n_blocks=5)
+    x = torch.randn(4, 32)
+    y = tok(x)
+    x2 = x.clone()
+    x2[1] += 1.0
+    y2 = tok(x2)
+    assert torch.allclose(y[[0, 2, 3]], y2[[0, 2, 3]]) and not torch.allclose(y[1], y2[1])
+    dilations = [m.conv.dilation[0] for m in tok.cnn if hasattr(m, "conv")]
+    assert dilations == [1, 2, 4, 8, 16]
+    assert tok.project.bias is None
+
+
+def test_unknown_token_is_a_fixed_zero():
+    emb = TableEmbedding(5, 8)
+    ids = torch.tensor([0, 1, 0, 3])
+    out = emb(ids)
+    assert torch.all(out[0] == 0) and torch.all(out[2] == 0)
+    out.sum().backward()
+    assert torch.all(emb.table.weight.grad[0] == 0) and torch.any(emb.table.weight.grad[1] != 0)
+
+
+def test_coordinate_embedding_interpolates_and_matches_integer_tables():
+    emb = CoordinateEmbedding(4, extent_mm=10)
+    a = emb(None, torch.tensor([[1.0, 2.0, 3.0]]))
+    expected = emb.tables[0, 11] + emb.tables[1, 12] + emb.tables[2, 13]
+    assert torch.allclose(a[0], expected)
+    mid = emb(None, torch.tensor([[1.5, 2.0, 3.0]]))
+    b = emb(None, torch.tensor([[2.0, 2.0, 3.0]]))
+    assert torch.allclose(mid, (a + b) / 2, atol=1e-6)
+    assert torch.all(emb(None, torch.tensor([[float("nan")] * 3])) == 0)
+
+
+def test_rotary_scores_depend_only_on_relative_offset():
+    rot = Rotary(16)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(16, generator=g), torch.randn(16, generator=g)
+
+    def score(pq, pk):
+        return float(rotate(q, rot(torch.tensor(pq))) @ rotate(k, rot(torch.tensor(pk))))
+
+    assert score(3, 1) == pytest.approx(score(7, 5), abs=1e-5)
+    assert score(0, 0) == pytest.approx(float(q @ k), abs=1e-5)
+    assert abs(score(3, 1) - score(3, 2)) > 1e-3  # the rotation really rotates
+    assert torch.allclose(rotate(q, rot(torch.tensor(5))).norm(), q.norm())
+
+
+@pytest.mark.parametrize("impl", ["bucketed", "padded"])
+def test_packed_attention_matches_per_sample_attention(impl):
+    g = torch.Generator().manual_seed(1)
+    lengths = [5, 3, 5, 2]
+    q, k, v = (torch.randn(sum(lengths), 2, 8, generator=g) for _ in range(3))
+    cu = torch.tensor([0, 5, 8, 13, 15], dtype=torch.int32)
+    out = packed_attention(q, k, v, cu, impl=impl)
+    for a, b in zip(cu[:-1].tolist(), cu[1:].tolist(), strict=True):
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1))
+        assert torch.allclose(out[a:b], ref.transpose(0, 1), atol=1e-5)
+
+
+def test_packed_batch_leaks_nothing_across_samples():
+    model = tiny()
+    batch = make_batch()
+    out = model(batch)
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["x"][3:] = torch.randn_like(changed["x"][3:])  # sample 2 only
+    changed["spatial_id"][3:] = 5
+    out2 = model(changed)
+    assert torch.allclose(out[:3], out2[:3], atol=1e-6)
+    assert not torch.allclose(out[3:], out2[3:])
+
+
+def test_time_major_layout():
+    lay = packed_layout(torch.tensor([2, 3]), 2)
+    # sample 0: tokens c0p0 c1p0 c0p1 c1p1, then sample 1: c2p0 c3p0 c4p0 c2p1 ...
+    assert lay.channel.tolist() == [0, 1, 0, 1, 2, 3, 4, 2, 3, 4]
+    assert lay.patch.tolist() == [0, 0, 1, 1, 0, 0, 0, 1, 1, 1]
+    assert lay.cu_tokens.tolist() == [0, 4, 10]
+
+
+def test_model_uses_time_position():
+    model = tiny()
+    batch = make_batch(n_channels=(2,))
+    out = model(batch)
+    swapped = {**batch, "x": batch["x"][:, [1, 0, 2, 3]]}
+    out2 = model(swapped)
+    # swapping two patches' content does not just swap the outputs: position matters
+    assert not torch.allclose(out[:, [1, 0]], out2[:, [0, 1]], atol=1e-4)
+
+
+def test_masked_channels_are_invisible():
+    model = tiny()
+    batch = make_batch()
+    mask = torch.zeros(8, dtype=torch.bool)
+    mask[[1, 4]] = True
+    out = model(batch, channel_mask=mask)
+    changed = {**batch, "x": batch["x"].clone()}
+    changed["x"][[1, 4]] = torch.randn(2, 4, 16) * 10
+    assert torch.allclose(out, model(changed, channel_mask=mask), atol=1e-6)
+
+
+def test_group_mask_masks_whole_groups_about_30_percent():
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    groups = torch.arange(n) // 4  # 50 groups of 4 channels
+    cu = torch.tensor([0, 100, 200], dtype=torch.int32)
+    fractions = []
+    for _ in range(20):
+        mask = group_mask(groups, cu, 0.3, g)
+        for grp in groups.unique():
+            sel = mask[groups == grp]
+            assert sel.all() or not sel.any()  # whole groups only
+        for a, b in ((0, 100), (100, 200)):
+            fractions.append(float(mask[a:b].float().mean()))
+    assert all(0.3 <= f < 0.3 + 4 / 100 + 1e-9 for f in fractions)
+    assert len({tuple(group_mask(groups, cu, 0.3, g).tolist()) for _ in range(5)}) > 1
+
+
+def test_group_mask_lobe_scale_masks_big_groups():
+    g = torch.Generator().manual_seed(0)
+    groups = torch.tensor([0] * 10 + [1] * 5 + [2] * 5)
+    sizes = {0: 10, 1: 5, 2: 5}
+    for _ in range(10):
+        mask = group_mask(groups, torch.tensor([0, 20], dtype=torch.int32), 0.3, g)
+        chosen = set(groups[mask].tolist())
+        assert int(mask.sum()) == sum(sizes[c] for c in chosen)  # never a partial group
+        assert 6 <= int(mask.sum()) < 20  # at least 30%, never everything
+        # groups are added until the ratio is reached: without the last one it fell short
+        assert any(int(mask.sum()) - sizes[c] < 6 for c in chosen)
+
+
+def test_ema_lags_by_momentum_and_gets_no_gradient():
+    online = torch.nn.Linear(3, 2)
+    ema = EMA(online, end=0.9, ramp_steps=10)
+    assert ema.momentum(0) == 0.0 and ema.momentum(5) == pytest.approx(0.45)
+    assert ema.momentum(100) == pytest.approx(0.9)
+    start = ema.shadow.weight.detach().clone()
+    with torch.no_grad():
+        online.weight.add_(1.0)
+    ema.update(online, 100)  # momentum 0.9
+    assert torch.allclose(ema.shadow.weight, 0.9 * start + 0.1 * online.weight)
+    out = ema(torch.randn(4, 3))
+    assert not out.requires_grad
+    assert all(not p.requires_grad for p in ema.shadow.parameters())
+
+
+def test_loss_falls_when_overfitting_one_batch():
+    from barista.training.pretrain import MaskedLatentModel
+
+    torch.manual_seed(0)
+    cfg = preset("demo", patch_samples=16, n_patches=4, encode_scale="parcel", vocab_size=6,
+                 dropout=0.0)
+    model = MaskedLatentModel(cfg, ema_ramp_steps=1, ema_end=1.0)  # fixed target
+    batch = make_batch(n_channels=(6, 6))
+    mask = group_mask(batch["group_id"], batch["cu_channels"], 0.3,
+                      torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = model(batch, mask)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert math.isfinite(losses[-1])
