@@ -17,12 +17,18 @@ wildcard_constraints:
     subject=r"[A-Za-z0-9]+",
     bidsdir=r"sub-[A-Za-z0-9]+(/ses-[A-Za-z0-9]+)?",
     scale="|".join(SCALES),
+    encode="|".join(SCALES),
+    mask="|".join(SCALES),
+    task="speech_vs_nonspeech|sentence_onset",
+    seed=r"\d+",
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.data.input,
+        rules.models.input,

@@ -129,6 +129,129 @@ def cmd_tokens(args) -> dict:
     return write_tokens(args.channels, args.scale, cfg["scales"][args.scale], args.out_dir)
 
 
+def _threads(cfg: dict) -> None:
+    import torch
+
+    torch.set_num_threads(cfg["model"]["threads"])
+
+
+def _entities(recording: str) -> dict:
+    from mne_bids import get_entities_from_fname
+
+    ents = get_entities_from_fname(recording)
+    return {"subject": ents["subject"], "session": ents.get("session") or "",
+            "recording": recording}
+
+
+def cmd_pretrain(args) -> dict:
+    from .evaluation import pretraining, read_recordings
+    from .training.pretrain import PretrainConfig, pretrain
+
+    cfg = _params(args)
+    _threads(cfg)
+    recs = pretraining(read_recordings(args.recordings),
+                       cfg["evaluation"]["heldout_sessions"])
+    train_cfg = PretrainConfig(**cfg["pretrain"], device=cfg["model"]["device"])
+    return pretrain(args.results, args.out_dir, encode_scale=args.encode,
+                    mask_scale=args.mask, recordings=recs, size=cfg["model"]["size"],
+                    model_overrides=cfg["model"]["overrides"], cfg=train_cfg,
+                    progress=not args.no_progress)
+
+
+def cmd_finetune(args) -> dict:
+    import torch
+
+    from .evaluation import NONE, result_hash, rows
+    from .models import BaristaEncoder
+    from .training.common import seed_of
+    from .training.finetune import FinetuneConfig, finetune
+    from .training.pretrain import load_pretrained, model_config
+
+    cfg = _params(args)
+    _threads(cfg)
+    ft = {k: v for k, v in cfg["finetune"].items()
+          if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
+    ft_cfg = FinetuneConfig(**ft, seed=args.seed, device=cfg["model"]["device"])
+    if args.model == "barista":
+        encoder, _ = load_pretrained(args.pretrained)
+        sections = ("model", "pretrain", "finetune", "evaluation")
+    else:
+        torch.manual_seed(seed_of(args.seed, "random_init", args.encode))
+        encoder = BaristaEncoder(model_config(Path(args.results), args.encode,
+                                              cfg["model"]["size"], cfg["model"]["overrides"]))
+        sections = ("model", "finetune", "evaluation")
+    split_kind = cfg["evaluation"]["split_kind"]
+    out = finetune(args.results, encoder, recording=args.recording, task=args.task,
+                   mask_scale=None, split_kind=split_kind, cfg=ft_cfg)
+    keys = {"model": args.model, "encode_scale": args.encode, "mask_scale": args.mask or NONE,
+            "task": args.task, "seed": args.seed, "split_kind": "within_session",
+            **_entities(args.recording)}
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows(out["metrics"], **keys, config_hash=result_hash(cfg, *sections)).to_parquet(
+        out_dir / "metrics.parquet", index=False)
+    out["curve"].assign(**keys).to_parquet(out_dir / "curve.parquet", index=False)
+    out["importance"].assign(**keys).to_parquet(out_dir / "importance.parquet", index=False)
+    return out["metrics"]
+
+
+def cmd_linear(args) -> dict:
+    from .evaluation import NONE, result_hash, rows
+    from .training.baselines import linear_baseline
+
+    cfg = _params(args)
+    metrics = linear_baseline(args.results, recording=args.recording, task=args.task, seed=0,
+                              split_kind=cfg["evaluation"]["split_kind"])
+    table = rows(metrics, model="linear", encode_scale=NONE, mask_scale=NONE, task=args.task,
+                 seed=0, split_kind="within_session", **_entities(args.recording),
+                 config_hash=result_hash(cfg, "evaluation"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    return metrics
+
+
+def cmd_reconstruct(args) -> dict:
+    import pandas as pd
+
+    from .evaluation import heldout, read_recordings, result_hash
+    from .training.reconstruct import evaluate_channels, train_head
+
+    cfg = _params(args)
+    _threads(cfg)
+    rc = cfg["reconstruct"]
+    recs = read_recordings(args.recordings)
+    held = heldout(recs, cfg["evaluation"]["heldout_sessions"])
+    pre = sorted(set(recs["recording"]) - set(held["recording"]))
+    head, losses = train_head(args.model_path, args.results, recordings=pre, epochs=rc["epochs"],
+                              batch_size=rc["batch_size"], lr=rc["lr"],
+                              seed=cfg["pretrain"]["seed"],
+                              mask_ratio=cfg["pretrain"]["mask_ratio"],
+                              device=cfg["model"]["device"])
+    frames = []
+    for rec in held["recording"]:
+        per_channel = evaluate_channels(args.model_path, head, args.results, recording=rec,
+                                        max_windows=rc["max_windows"],
+                                        batch_size=rc["batch_size"],
+                                        device=cfg["model"]["device"])
+        long = per_channel.melt(id_vars="channel", var_name="metric", value_name="value")
+        frames.append(long.assign(**_entities(rec)))
+    table = pd.concat(frames, ignore_index=True).assign(
+        model="barista", encode_scale=args.encode, mask_scale=args.mask,
+        split_kind="heldout_session", seed=cfg["pretrain"]["seed"],
+        config_hash=result_hash(cfg, "model", "pretrain", "reconstruct", "evaluation"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    means = table.groupby("metric")["value"].mean().to_dict()
+    return {"train_loss_first": losses[0], "train_loss_last": losses[-1], **means}
+
+
+def cmd_collect(args) -> dict:
+    from .evaluation import collect
+
+    table = collect(args.files, args.out)
+    return {"rows": len(table)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="barista", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +293,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("channels", nargs="+", help="per-recording channels.parquet files")
+
+    p = add("pretrain", cmd_pretrain, "pretrain BaRISTA for one (encode, mask) scale pair")
+    p.add_argument("--results", required=True, help="results/<dataset>")
+    p.add_argument("--recordings", required=True, help="recordings.tsv")
+    p.add_argument("--encode", required=True)
+    p.add_argument("--mask", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    p = add("finetune", cmd_finetune, "finetune a pretrained or random-init model on a task")
+    p.add_argument("--results", required=True)
+    p.add_argument("--model", choices=["barista", "random_init"], required=True)
+    p.add_argument("--encode", required=True)
+    p.add_argument("--mask", default=None)
+    p.add_argument("--pretrained", default=None, help="model.pt (for --model barista)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--recording", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+    p = add("linear", cmd_linear, "logistic regression on log band power (the floor)")
+    p.add_argument("--results", required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--recording", required=True)
+    p.add_argument("--out", required=True)
+    p = add("reconstruct", cmd_reconstruct, "channel-level reconstruction of a pretrained model")
+    p.add_argument("--results", required=True)
+    p.add_argument("--recordings", required=True)
+    p.add_argument("--model-path", required=True)
+    p.add_argument("--encode", required=True)
+    p.add_argument("--mask", required=True)
+    p.add_argument("--out", required=True)
+    p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
+    p.add_argument("--out", required=True)
+    p.add_argument("files", nargs="+")
     return parser
 
 

@@ -84,6 +84,15 @@ def _check_consistency(cfg: dict) -> None:
     if abs(total - 1.0) > 1e-6:
         raise ConfigError("config keys 'splits.random.train/val/test' must sum to 1, "
                           f"got {total:g}")
+    for key in ("encode_scales", "mask_scales"):
+        missing = sorted(set(cfg["model"][key]) - set(cfg["scales"]))
+        if missing:
+            raise ConfigError(f"config key 'model.{key}' names scales {missing} that are not "
+                              "built: add them to config key 'scales'")
+    missing = sorted(set(cfg["finetune"]["tasks"]) - set(cfg["segments"]["tasks"]))
+    if missing:
+        raise ConfigError(f"config key 'finetune.tasks' names tasks {missing} that config key "
+                          "'segments.tasks' does not cut")
     band = cfg["preprocess"]["bandpass"]
     if band is not None and None not in band and band[0] >= band[1]:
         raise ConfigError(f"config key 'preprocess.bandpass': low edge {band[0]} must be below "

@@ -1,10 +1,12 @@
 # Shared helpers: config validation, paths and the recording list (known after the checkpoint).
 
 import json
+import os
 
 import pandas as pd
 
 from barista.config import active_scales, validate_config
+from barista.evaluation import heldout
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
 config.update(validate_config(config))
@@ -62,3 +64,43 @@ def sessions_of(subject):
 
 def all_channel_tables(wildcards):
     return [f"{RESULTS}/segments/{r}/channels.parquet" for r in recording_table()["recording"]]
+
+
+def token_tables(*scales):
+    return [f"{RESULTS}/tokens/{s}/channels.parquet" for s in dict.fromkeys(scales)]
+
+
+def heldout_recordings():
+    return list(heldout(recording_table(), config["evaluation"]["heldout_sessions"])["recording"])
+
+
+def scale_pairs():
+    return [(e, m) for e in config["model"]["encode_scales"] for m in config["model"]["mask_scales"]]
+
+
+def decoding_results(wildcards):
+    """Every per-job result file that the decoding table gathers."""
+    ft = config["finetune"]
+    recs = heldout_recordings()
+    files = [
+        f"{RESULTS}/finetune/barista/{e}-{m}/{t}/{r}/seed{s}/metrics.parquet"
+        for e, m in scale_pairs()
+        for t in ft["tasks"]
+        for r in recs
+        for s in ft["seeds"]
+    ]
+    if ft["random_init"]:
+        files += [
+            f"{RESULTS}/finetune/random_init/{e}/{t}/{r}/seed{s}/metrics.parquet"
+            for e in config["model"]["encode_scales"]
+            for t in ft["tasks"]
+            for r in recs
+            for s in ft["seeds"]
+        ]
+    if ft["linear_baseline"]:
+        files += [f"{RESULTS}/finetune/linear/{t}/{r}/metrics.parquet" for t in ft["tasks"] for r in recs]
+    return files
+
+
+def reconstruction_results(wildcards):
+    return [f"{RESULTS}/reconstruct/{e}-{m}/channels.parquet" for e, m in scale_pairs()]

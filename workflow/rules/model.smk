@@ -1,0 +1,146 @@
+# Model half of the DAG: pretraining per (encode, mask) scale pair, finetuning per (model, task,
+# held-out session, seed), the linear floor, channel-level reconstruction, tidy result tables.
+
+
+rule pretrain:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        tokens=lambda wc: token_tables(wc.encode, wc.mask),
+        segments=all_channel_tables,
+    output:
+        model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
+        history=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/history.parquet",
+    params:
+        cfg=as_json("model", "pretrain", "evaluation", "scales"),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/pretrain/{{encode}}-{{mask}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista pretrain --params {params.cfg:q} --results {params.results} "
+        "--recordings {input.recordings} --encode {wildcards.encode} --mask {wildcards.mask} "
+        "--out-dir $(dirname {output.model}) --no-progress > {log} 2>&1"
+
+
+rule finetune_pretrained:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
+        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+    output:
+        f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+    params:
+        cfg=as_json("model", "finetune", "evaluation", "scales"),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista finetune --params {params.cfg:q} --results {params.results} "
+        "--model barista --encode {wildcards.encode} --mask {wildcards.mask} "
+        "--pretrained {input.model} --task {wildcards.task} --recording {wildcards.rec} "
+        "--seed {wildcards.seed} --out-dir $(dirname {output}) > {log} 2>&1"
+
+
+rule finetune_random_init:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        tokens=lambda wc: token_tables(wc.encode),
+        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+    output:
+        f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+    params:
+        cfg=as_json("model", "finetune", "evaluation", "scales"),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista finetune --params {params.cfg:q} --results {params.results} "
+        "--model random_init --encode {wildcards.encode} --task {wildcards.task} "
+        "--recording {wildcards.rec} --seed {wildcards.seed} --out-dir $(dirname {output}) "
+        "> {log} 2>&1"
+
+
+rule linear_baseline:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+    output:
+        f"{RESULTS}/finetune/linear/{{task}}/{{rec}}/metrics.parquet",
+    params:
+        cfg=as_json("evaluation"),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/finetune/linear/{{task}}/{{rec}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista linear --params {params.cfg:q} --results {params.results} "
+        "--task {wildcards.task} --recording {wildcards.rec} --out {output} > {log} 2>&1"
+
+
+rule reconstruct:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
+    output:
+        f"{RESULTS}/reconstruct/{{encode}}-{{mask}}/channels.parquet",
+    params:
+        cfg=as_json("model", "pretrain", "reconstruct", "evaluation", "scales"),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/reconstruct/{{encode}}-{{mask}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista reconstruct --params {params.cfg:q} --results {params.results} "
+        "--recordings {input.recordings} --model-path {input.model} --encode {wildcards.encode} "
+        "--mask {wildcards.mask} --out {output} > {log} 2>&1"
+
+
+rule decoding_table:
+    input:
+        decoding_results,
+    output:
+        f"{RESULTS}/decoding.parquet",
+    log:
+        f"{LOGS}/decoding_table.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista collect --params '{{}}' --out {output} {input} > {log} 2>&1"
+
+
+rule reconstruction_table:
+    input:
+        reconstruction_results,
+    output:
+        f"{RESULTS}/reconstruction.parquet",
+    log:
+        f"{LOGS}/reconstruction_table.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista collect --params '{{}}' --out {output} {input} > {log} 2>&1"
+
+
+rule models:
+    input:
+        rules.decoding_table.output,
+        rules.reconstruction_table.output if config["reconstruct"]["enabled"] else [],
