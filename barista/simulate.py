@@ -91,7 +91,7 @@ SHAFT_TEMPLATES: tuple[ShaftTemplate, ...] = (
     ShaftTemplate("S", "supramarginal gyrus",
                   (-20.0, -30.0, 38.0), (-75.0, -30.0, 38.0), 19.0),
     ShaftTemplate("C", "anterior cingulate to middle frontal gyrus",
-                  (-3.0, 30.0, 24.0), (-50.0, 32.0, 30.0), 1.0),
+                  (-6.0, 30.0, 24.0), (-50.0, 32.0, 30.0), 1.0),
     ShaftTemplate("V", "lateral ventricle and caudate, out through frontal white matter",
                   (-8.0, -4.0, 20.0), (-55.0, 0.0, 34.0), 1.0),
     ShaftTemplate("M", "middle temporal gyrus",
@@ -200,50 +200,56 @@ def simulate_dataset(
     of every responsive hemisphere x parcel), ``contacts.tsv`` (one row per subject, session
     and contact) and ``simulation.json`` (the arguments, without the output folder).
     """
-    _check_arguments(n_subjects, n_sessions, duration_s, sfreq, line_freq, n_shafts,
-                     contacts_per_shaft, task)
+    _check_implant_arguments(n_subjects, n_shafts, contacts_per_shaft)
+    _check_recording_arguments(n_sessions, duration_s, sfreq, line_freq, task)
+    arguments = dict(n_subjects=int(n_subjects), n_sessions=int(n_sessions),
+                     duration_s=float(duration_s), sfreq=float(sfreq),
+                     line_freq=float(line_freq), n_shafts=int(n_shafts),
+                     contacts_per_shaft=int(contacts_per_shaft), seed=int(seed), task=task)
     root = _prepare_root(Path(bids_root), overwrite)
     atlas = default_atlas()
-    _write_readme(root)
+    _write_readme(root, task)
     mne_bids.make_dataset_description(
         path=root, name="barista simulated sEEG speech listening", dataset_type="raw",
         authors=["barista.simulate"], overwrite=True, verbose=False)
 
-    contact_tables = []
-    for sub_index in range(n_subjects):
-        subject = f"{sub_index + 1:02d}"
-        implant = _make_implant(seed, sub_index, n_shafts, contacts_per_shaft, atlas)
-        for ses_index in range(n_sessions):
-            session = f"{ses_index + 1:02d}"
-            # sessions draw from their own stream so adding one never changes another
-            rng = np.random.default_rng([seed, sub_index, ses_index + 1])
-            stim = _make_stimulus(rng, duration_s, sfreq)
-            picks = rng.choice(len(implant.names), len(_BAD_CHANNELS), replace=False)
-            bad = dict(zip(_BAD_CHANNELS, picks.tolist(), strict=True))
-            data = _simulate_signals(rng, implant, stim, sfreq, line_freq, bad)
-            raw = _make_raw(data, implant, stim, sfreq, line_freq, ses_index)
-            del data
-            bids_path = mne_bids.BIDSPath(root=root, subject=subject, session=session,
-                                          task=task, run="01", datatype="ieeg")
-            _write_recording(raw, bids_path, implant, bad)
-            table = _implant_table(implant, subject)
-            table.insert(1, "session", session)
-            table["bad"] = "none"
-            for reason, index in bad.items():
-                table.loc[index, "bad"] = reason
-            contact_tables.append(table)
-    _write_ground_truth(root, pd.concat(contact_tables, ignore_index=True), dict(
-        n_subjects=n_subjects, n_sessions=n_sessions, duration_s=duration_s, sfreq=sfreq,
-        line_freq=line_freq, n_shafts=n_shafts, contacts_per_shaft=contacts_per_shaft,
-        seed=seed, task=task))
+    tables = []
+    for sub_index in range(arguments["n_subjects"]):
+        implant = _make_implant(arguments["seed"], sub_index, arguments["n_shafts"],
+                                arguments["contacts_per_shaft"], atlas)
+        for ses_index in range(arguments["n_sessions"]):
+            tables.append(_simulate_recording(root, implant, sub_index, ses_index, arguments))
+    _write_ground_truth(root, pd.concat(tables, ignore_index=True), arguments)
     return root
 
 
-def _check_arguments(n_subjects: int, n_sessions: int, duration_s: float, sfreq: float,
-                     line_freq: float, n_shafts: int, contacts_per_shaft: int,
-                     task: str) -> None:
-    for name, value in (("n_subjects", n_subjects), ("n_sessions", n_sessions),
-                        ("n_shafts", n_shafts), ("contacts_per_shaft", contacts_per_shaft)):
+def _simulate_recording(root: Path, implant: Implant, sub_index: int, ses_index: int,
+                        arguments: dict) -> pd.DataFrame:
+    """Simulate and write one run; return its rows of ``contacts.tsv``."""
+    subject, session = f"{sub_index + 1:02d}", f"{ses_index + 1:02d}"
+    sfreq, line_freq = arguments["sfreq"], arguments["line_freq"]
+    # sessions draw from their own stream so adding one never changes another
+    rng = np.random.default_rng([arguments["seed"], sub_index, ses_index + 1])
+    stim = _make_stimulus(rng, arguments["duration_s"], sfreq)
+    picks = rng.choice(len(implant.names), len(_BAD_CHANNELS), replace=False)
+    bad = dict(zip(_BAD_CHANNELS, picks.tolist(), strict=True))
+    raw = _make_raw(_simulate_signals(rng, implant, stim, sfreq, line_freq, bad), implant,
+                    stim, sfreq, line_freq, ses_index)
+    bids_path = mne_bids.BIDSPath(root=root, subject=subject, session=session,
+                                  task=arguments["task"], run="01", datatype="ieeg")
+    _write_recording(raw, bids_path, implant, bad)
+
+    table = _implant_table(implant, subject)
+    table.insert(1, "session", session)
+    table["bad"] = "none"
+    for reason, index in bad.items():
+        table.loc[index, "bad"] = reason
+    return table
+
+
+def _check_implant_arguments(n_subjects: int, n_shafts: int, contacts_per_shaft: int) -> None:
+    for name, value in (("n_subjects", n_subjects), ("n_shafts", n_shafts),
+                        ("contacts_per_shaft", contacts_per_shaft)):
         if int(value) != value or value < 1:
             raise ConfigError(f"simulate: {name} must be a positive integer, got {value!r}")
     if n_shafts > 2 * len(SHAFT_TEMPLATES):
@@ -252,13 +258,19 @@ def _check_arguments(n_subjects: int, n_sessions: int, duration_s: float, sfreq:
     if contacts_per_shaft < 3:
         raise ConfigError("simulate: contacts_per_shaft must be at least 3 so that the "
                           "Laplacian reference keeps a contact")
+
+
+def _check_recording_arguments(n_sessions: int, duration_s: float, sfreq: float,
+                               line_freq: float, task: str) -> None:
+    if int(n_sessions) != n_sessions or n_sessions < 1:
+        raise ConfigError(f"simulate: n_sessions must be a positive integer, got {n_sessions!r}")
     if sfreq < 256:
         raise ConfigError(f"simulate: sfreq must be at least 256 Hz, got {sfreq}")
     if not 0 < line_freq < sfreq / 2:
         raise ConfigError(f"simulate: line_freq must lie in (0, sfreq / 2), got {line_freq}")
     if duration_s < 20:
         raise ConfigError(f"simulate: duration_s must be at least 20 s, got {duration_s}")
-    if not task.isalnum():
+    if not (isinstance(task, str) and task.isalnum()):
         raise ConfigError(f"simulate: task must be alphanumeric (a BIDS label), got {task!r}")
 
 
@@ -323,6 +335,7 @@ def _parcel_gains(region: Region) -> tuple[float, float]:
 
 def _make_implant(seed: int, sub_index: int, n_shafts: int, contacts_per_shaft: int,
                   atlas: DestrieuxAtlas) -> Implant:
+    """Shafts, atlas regions and response gains of one subject (shared by its sessions)."""
     # the implant has its own stream (session streams are [seed, subject, session >= 1])
     rng = np.random.default_rng([seed, sub_index, 0])
     names, positions = [], []
@@ -610,15 +623,15 @@ def _write_positions(bids_path: mne_bids.BIDSPath, implant: Implant) -> None:
     })
 
 
-def _write_readme(root: Path) -> None:
+def _write_readme(root: Path, task: str) -> None:
     """A README saying the data are simulated; mne-bids appends its references below it."""
     text = (
         "Simulated sEEG dataset written by barista.simulate.\n\n"
         "No person was recorded: depth contacts sit at MNI152NLin2009aSym positions in the\n"
-        "Destrieux atlas, the signals are synthetic and the 'listen' task is a made-up speech\n"
-        "stimulus (words in events.tsv). High-gamma power rises during words in temporal\n"
-        "parcels and sentence onsets evoke a transient in temporal and inferior frontal\n"
-        "parcels; the ground truth is in derivatives/simulation/.\n"
+        f"Destrieux atlas, the signals are synthetic and the '{task}' task is a made-up\n"
+        "speech stimulus (words in events.tsv). High-gamma power rises during words in\n"
+        "temporal parcels and sentence onsets evoke a transient in temporal and inferior\n"
+        "frontal parcels; the ground truth is in derivatives/simulation/.\n"
     )
     (root / "README").write_text(text, encoding="utf-8")
 
@@ -652,7 +665,7 @@ def simulated_contacts(*, n_subjects: int = 3, n_shafts: int = 6, contacts_per_s
         mm), ``atlas_label``, ``kind``, ``hemisphere``, ``parcel``, ``lobe``,
         ``speech_gain`` and ``sentence_gain``; ``contacts.tsv`` adds ``session`` and ``bad``.
     """
-    _check_arguments(n_subjects, 1, 20.0, 256.0, 60.0, n_shafts, contacts_per_shaft, "x")
+    _check_implant_arguments(n_subjects, n_shafts, contacts_per_shaft)
     atlas = default_atlas()
     return pd.concat([_implant_table(_make_implant(seed, i, n_shafts, contacts_per_shaft,
                                                    atlas), f"{i + 1:02d}")
