@@ -27,7 +27,7 @@ def _params(args) -> dict:
             partial = json.loads(args.params)
         except json.JSONDecodeError as err:
             raise BaristaError(f"--params is not valid JSON: {err}") from err
-        cfg = validate_config(partial)
+        cfg = validate_config(partial, partial=True)
     else:
         cfg = load_config(args.config)
     return cfg
@@ -136,11 +136,9 @@ def _threads(cfg: dict) -> None:
 
 
 def _entities(recording: str) -> dict:
-    from mne_bids import get_entities_from_fname
-
-    ents = get_entities_from_fname(recording)
-    return {"subject": ents["subject"], "session": ents.get("session") or "",
-            "recording": recording}
+    """subject, session, recording of a BIDS basename (without importing mne-bids: ~1 s)."""
+    ents = dict(part.split("-", 1) for part in recording.split("_") if "-" in part)
+    return {"subject": ents["sub"], "session": ents.get("ses", ""), "recording": recording}
 
 
 def cmd_pretrain(args) -> dict:

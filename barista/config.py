@@ -53,8 +53,12 @@ def _key_of(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: Mapping[str, Any] | None) -> dict:
+def validate_config(config: Mapping[str, Any] | None, *, partial: bool = False) -> dict:
     """Return a validated copy of ``config`` with every default filled in.
+
+    ``partial=True`` is for the sections of an already validated config that the workflow
+    hands to one step: types are checked, rules spanning sections are not (the sections left
+    out are defaults, not the user's values).
 
     Raises
     ------
@@ -66,7 +70,8 @@ def validate_config(config: Mapping[str, Any] | None) -> dict:
     if errors:
         lines = [f"config key '{_key_of(e)}': {e.message}" for e in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
-    _check_consistency(cfg)
+    if not partial:
+        _check_consistency(cfg)
     return cfg
 
 

@@ -113,6 +113,15 @@ class SegmentDataset(Dataset):
         self._recordings = self.index["recording"].to_numpy()
         self._segments = self.index["segment"].to_numpy()
         self._labels = self.index["label"].to_numpy()
+        self._memory: list[dict] | None = None
+
+    def load_into_memory(self, transform=None) -> SegmentDataset:
+        """Read every sample once and keep it (for small sets read many times, such as one
+        session's task windows during finetuning); ``transform`` maps each sample first."""
+        self._memory = None
+        samples = [self[i] for i in range(len(self))]
+        self._memory = [transform(s) if transform else s for s in samples]
+        return self
 
     def _ids(self, root: Path, scale: str, column: str) -> dict[str, np.ndarray]:
         path = root / "tokens" / scale / "channels.parquet"
@@ -138,6 +147,8 @@ class SegmentDataset(Dataset):
         return rec, int(self._segments[i]) // self.files[rec].per_group
 
     def __getitem__(self, i: int) -> dict:
+        if self._memory is not None:
+            return self._memory[i]
         rec, seg = self._recordings[i], int(self._segments[i])
         xyz = np.array(self.channels[rec][["x", "y", "z"]], dtype=np.float32)
         return {
@@ -156,7 +167,10 @@ def collate_packed(samples: list[dict]) -> dict:
     counts = torch.tensor([s["x"].shape[0] for s in samples], dtype=torch.int64)
     cu = torch.zeros(len(samples) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(counts, 0)
+    extra = {"features": torch.cat([s["features"] for s in samples])} if "features" in \
+        samples[0] else {}
     return {
+        **extra,
         "x": torch.cat([s["x"] for s in samples]),
         "spatial_id": torch.cat([s["spatial_id"] for s in samples]),
         "group_id": torch.cat([s["group_id"] for s in samples]),

@@ -60,7 +60,8 @@ def rows(metrics: dict, **columns) -> pd.DataFrame:
 def collect(files: list[str | Path], out: str | Path) -> pd.DataFrame:
     """Concatenate per-job result files into one table, sorted for stable bytes."""
     table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    table = table.sort_values(RESULT_COLUMNS[:-3] + ["metric"]).reset_index(drop=True)
+    keys = [c for c in table.columns if c not in ("value", "config_hash")]
+    table = table.sort_values(keys).reset_index(drop=True)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
     return table

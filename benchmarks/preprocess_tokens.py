@@ -191,9 +191,10 @@ def _stage_read_write(spec: dict) -> dict:
         for first in range(0, len(onsets), WINDOWS_PER_ROW_GROUP):
             block = onsets[first:first + WINDOWS_PER_ROW_GROUP]
             n = len(block)
-            span = raw.get_data(start=int(block[0]), stop=int(block[-1]) + n_window)
-            # (channels, n * n_window) -> (windows, channels, n_window), as float32
-            windows = span.reshape(n_ch, n, n_window).transpose(1, 0, 2).astype(np.float32)
+            # window by window, so that no float64 copy of the whole row group is made
+            windows = np.empty((n, n_ch, n_window), dtype=np.float32)
+            for k, onset in enumerate(block):
+                windows[k] = raw.get_data(start=int(onset), stop=int(onset) + n_window)
             table = pa.Table.from_arrays(
                 [pa.array(np.repeat(np.arange(first, first + n, dtype=np.int32), n_ch)),
                  channel.slice(0, n * n_ch),
@@ -239,11 +240,17 @@ def _stage_segment(spec: dict) -> dict:
 def build_input(cache: Path, duration: float, channels: int, sfreq: float,
                 rebuild: bool) -> dict:
     """Simulated BIDS dataset and its localization table, built once per size and cached."""
+    import hashlib
+
+    import barista.simulate
     from barista import __version__
 
+    # the simulator's source is part of the key: a change to it builds the input again
+    source = Path(barista.simulate.__file__).read_bytes()
     key = {"duration_s": duration, "channels": channels, "sfreq": sfreq,
            "n_shafts": channels // CONTACTS_PER_SHAFT, "contacts_per_shaft": CONTACTS_PER_SHAFT,
-           "line_freq": 60.0, "seed": 7, "barista": __version__}
+           "line_freq": 60.0, "seed": 7, "barista": __version__,
+           "simulate_sha256": hashlib.sha256(source).hexdigest()[:16]}
     folder = cache / f"input-{duration:g}s-{channels}ch-{sfreq:g}Hz"
     marker = folder / "input.json"
     if not rebuild and marker.exists():
@@ -290,6 +297,17 @@ def warm_page_cache(path: str | Path) -> None:
 
 
 # --- parent ------------------------------------------------------------------------------------
+
+
+def clear_outputs(stage: str, spec: dict) -> None:
+    """Delete what an earlier run of ``stage`` wrote (not timed)."""
+    if stage == "preprocess":
+        fif = Path(spec["fif"])
+        for path in (fif, fif.with_suffix(".json")):
+            path.unlink(missing_ok=True)
+    else:
+        folder = {"read_write": "read_write", "segment": "segments"}[stage]
+        shutil.rmtree(Path(spec["work_dir"]) / folder, ignore_errors=True)
 
 
 def run_stage(stage: str, spec: dict) -> dict:
@@ -497,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {stage: [] for stage in STAGES}
     for round_ in range(args.repeats):
         for stage in STAGES:  # segment reads the FIF that preprocess wrote just before
+            # every run writes into an empty place: freeing the previous run's files (about
+            # 1 GiB) would otherwise be timed too, in some runs and not others
+            clear_outputs(stage, spec)
             result = run_stage(stage, spec)
             runs[stage].append(result)
             print(f"round {round_ + 1}/{args.repeats} {stage:<10} wall {result['wall_s']:7.2f} s"

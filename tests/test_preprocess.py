@@ -124,7 +124,11 @@ def test_notch_equals_scipy_cascade(raw_in, good_names, out_none):
         x = signal.filtfilt(b, a, x, axis=-1)
     y = out_none[0].get_data()
     scale = np.abs(x).max()
-    np.testing.assert_allclose(y, x, rtol=0, atol=1e-6 * scale)  # float32 on disk
+    # one cascade vs one filtfilt per notch: identical filters, different edge padding, so
+    # compare away from the first and last 3 s
+    edge = int(3 * SFREQ)
+    np.testing.assert_allclose(y[:, edge:-edge], x[:, edge:-edge], rtol=0,
+                               atol=1e-6 * scale)  # float32 on disk
 
 
 def test_laplacian_is_contact_minus_mean_of_neighbours(out_none, out_laplacian, good_names):

@@ -25,11 +25,12 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")]
 
 
-def snakemake(workdir: Path, *args: str, config: dict | None = None) -> str:
+def snakemake(workdir: Path, *args: str, config: dict | None = None,
+              target: str = "data") -> str:
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config or TINY))
     cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg), "--cores", "2", *args]
+           "--configfile", str(cfg), "--cores", "2", *args, target]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr

@@ -13,14 +13,11 @@ to another sample's tokens. Three implementations give the same result:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-
-try:  # torch >= 2.9
-    from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # pragma: no cover - older torch
-    varlen_attn = None
 
 IMPLEMENTATIONS = ("auto", "varlen", "bucketed", "padded")
 
@@ -67,14 +64,25 @@ def padded_attention(q, k, v, cu_seqlens, dropout_p=0.0):
     return o[valid].reshape(-1, *q.shape[1:])
 
 
+@functools.cache
+def _varlen_attn():
+    """FlashAttention varlen (torch >= 2.9); imported on first CUDA use (it costs ~1 s)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # pragma: no cover - older torch
+        return None
+    return varlen_attn
+
+
 def packed_attention(q, k, v, cu_seqlens, max_len: int | None = None, *, impl: str = "auto",
                      dropout_p: float = 0.0):
     """Dispatch to an implementation; ``auto`` picks ``varlen`` where it applies."""
     if impl == "auto":
-        fast = (varlen_attn is not None and q.is_cuda
-                and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0)
+        fast = (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
+                and _varlen_attn() is not None)
         impl = "varlen" if fast else "bucketed"
     if impl == "varlen":
+        varlen_attn = _varlen_attn()
         if max_len is None:
             max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
         return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len)

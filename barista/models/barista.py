@@ -132,7 +132,9 @@ class BaristaEncoder(nn.Module):
         n_ch, n_p = x.shape[0], x.shape[1]
         if layout is None:
             layout = packed_layout(batch["n_channels"].to(x.device), n_p)
-        if tokens is None:
+        if tokens is None and "features" in batch:  # CNN output cached by the caller
+            tokens = self.tokenizer.project(batch["features"])
+        elif tokens is None:
             tokens = self.tokenizer(x)
         if channel_mask is not None:
             tokens = torch.where(channel_mask[:, None, None], self.mask_token.to(tokens.dtype),

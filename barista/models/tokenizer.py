@@ -49,8 +49,11 @@ class TemporalTokenizer(nn.Module):
         )
         self.project = nn.Linear(patch_samples, d_model, bias=False)
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+    def features(self, patches: torch.Tensor) -> torch.Tensor:
+        """The CNN's output, same shape as ``patches`` (cacheable when the CNN is frozen)."""
         lead = patches.shape[:-1]
         x = patches.reshape(-1, 1, self.patch_samples)
-        x = self.cnn(x).reshape(*lead, self.patch_samples)
-        return self.project(x)
+        return self.cnn(x).reshape(*lead, self.patch_samples)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(patches))

@@ -23,10 +23,11 @@ BANDS = ((1, 4), (4, 8), (8, 13), (13, 30), (30, 70), (70, 150), (150, 300))
 
 def band_power_features(x: np.ndarray, sfreq: float) -> np.ndarray:
     """Log mean Welch power per channel and band: (windows, channels, samples) ->
-    (windows, channels * bands). Bands above Nyquist are left out."""
+    (windows, channels * bands). Bands are cut at Nyquist; bands above it are left out."""
     freqs, psd = signal.welch(x, fs=sfreq, nperseg=min(x.shape[-1], int(sfreq / 2)), axis=-1)
-    feats = [np.log(psd[..., (freqs >= lo) & (freqs < hi)].mean(-1) + 1e-12)
-             for lo, hi in BANDS if hi <= sfreq / 2 + 1e-9 and np.any((freqs >= lo) & (freqs < hi))]
+    nyquist = sfreq / 2
+    feats = [np.log(psd[..., (freqs >= lo) & (freqs < min(hi, nyquist))].mean(-1) + 1e-12)
+             for lo, hi in BANDS if np.any((freqs >= lo) & (freqs < min(hi, nyquist)))]
     return np.stack(feats, axis=-1).reshape(len(x), -1)
 
 

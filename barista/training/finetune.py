@@ -134,6 +134,19 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
     n_channels = len(sets["train"].files[recording].channels)
     model = Decoder(encoder, n_channels).to(device)
     apply_freeze(model.encoder, cfg.freeze)
+    # one session's windows are few and read every epoch: keep them in memory, with the
+    # frozen CNN's output computed once instead of every epoch
+    cnn = encoder.tokenizer
+    frozen_cnn = not any(p.requires_grad for p in cnn.cnn.parameters())
+
+    @torch.no_grad()
+    def with_features(sample):
+        feats = cnn.features(sample["x"].to(device)).cpu() if frozen_cnn else None
+        return {**sample, "features": feats} if frozen_cnn else sample
+
+    cnn.eval()
+    for ds in sets.values():
+        ds.load_into_memory(with_features)
     groups = [
         {"params": [p for p in model.encoder.parameters() if p.requires_grad],
          "lr": cfg.lr_pretrained},

@@ -4,6 +4,7 @@ import json
 import os
 
 import pandas as pd
+import torch
 
 from barista.config import active_scales, validate_config
 from barista.evaluation import heldout
@@ -18,6 +19,10 @@ LOGS = f"{RESULTS}/logs"
 DERIV = f"{RESULTS}/derivatives/barista-preproc"
 SCALES = active_scales(config)
 SOURCE = config["dataset"]["source"]
+
+# GPU jobs ask for one GPU where one is visible, so two never share it; on a CPU-only machine
+# they ask for none and run side by side on the cores. Cluster profiles set it explicitly.
+GPU_PER_JOB = 1 if torch.cuda.is_available() else 0
 
 if SOURCE == "simulate":
     BIDS_ROOT = f"{RESULTS}/bids"

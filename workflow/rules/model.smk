@@ -17,7 +17,7 @@ rule pretrain:
         f"{LOGS}/pretrain/{{encode}}-{{mask}}.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     conda:
         "../envs/barista.yaml"
     shell:
@@ -40,7 +40,7 @@ rule finetune_pretrained:
         f"{LOGS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     conda:
         "../envs/barista.yaml"
     shell:
@@ -64,7 +64,7 @@ rule finetune_random_init:
         f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     conda:
         "../envs/barista.yaml"
     shell:
@@ -105,7 +105,7 @@ rule reconstruct:
         f"{LOGS}/reconstruct/{{encode}}-{{mask}}.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     conda:
         "../envs/barista.yaml"
     shell:
