@@ -220,11 +220,10 @@ def cmd_reconstruct(args) -> dict:
     recs = read_recordings(args.recordings)
     held = heldout(recs, cfg["evaluation"]["heldout_sessions"])
     pre = sorted(set(recs["recording"]) - set(held["recording"]))
-    head, losses = train_head(args.model_path, args.results, recordings=pre, epochs=rc["epochs"],
-                              batch_size=rc["batch_size"], lr=rc["lr"],
-                              seed=cfg["pretrain"]["seed"],
-                              mask_ratio=cfg["pretrain"]["mask_ratio"],
-                              device=cfg["model"]["device"])
+    head, fit = train_head(args.model_path, args.results, recordings=pre, epochs=rc["epochs"],
+                           batch_size=rc["batch_size"], ridge=rc["ridge"],
+                           seed=cfg["pretrain"]["seed"], mask_ratio=cfg["pretrain"]["mask_ratio"],
+                           device=cfg["model"]["device"])
     frames = []
     for rec in held["recording"]:
         per_channel = evaluate_channels(args.model_path, head, args.results, recording=rec,
@@ -240,7 +239,7 @@ def cmd_reconstruct(args) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
     means = table.groupby("metric")["value"].mean().to_dict()
-    return {"train_loss_first": losses[0], "train_loss_last": losses[-1], **means}
+    return {**fit, **means}
 
 
 def cmd_collect(args) -> dict:

@@ -77,7 +77,8 @@ class SegmentDataset(Dataset):
     kind : str
         ``pretrain``, ``speech_vs_nonspeech`` or ``sentence_onset``.
     encode_scale, mask_scale : str
-        Scales whose token ids and group ids the samples carry.
+        Scales whose token ids and group ids the samples carry; ``encode_scale=None`` reads
+        the signal alone (ids are zeros) and needs no token table.
     split_kind : str | None
         ``random`` or ``chrono<k>``; ``None`` keeps every window.
     roles : sequence of str
@@ -86,7 +87,8 @@ class SegmentDataset(Dataset):
         Restrict to these recordings.
     """
 
-    def __init__(self, root: str | Path, kind: str = "pretrain", *, encode_scale: str = "channel",
+    def __init__(self, root: str | Path, kind: str = "pretrain", *,
+                 encode_scale: str | None = "channel",
                  mask_scale: str | None = None, split_kind: str | None = "random",
                  roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None):
         root = Path(root)
@@ -108,8 +110,12 @@ class SegmentDataset(Dataset):
         self.kind = kind
         self.files = {d.name: SignalFile(d / "signal.parquet") for d in seg_dirs}
         self.channels = {d.name: pd.read_parquet(d / "channels.parquet") for d in seg_dirs}
-        self.spatial = self._ids(root, encode_scale, "token_id")
-        self.groups = self._ids(root, mask_scale or encode_scale, "group_id")
+        if encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
+            self.spatial = self.groups = {rec: np.zeros(len(f.channels), np.int64)
+                                          for rec, f in self.files.items()}
+        else:
+            self.spatial = self._ids(root, encode_scale, "token_id")
+            self.groups = self._ids(root, mask_scale or encode_scale, "group_id")
         self._recordings = self.index["recording"].to_numpy()
         self._segments = self.index["segment"].to_numpy()
         self._labels = self.index["label"].to_numpy()

@@ -30,7 +30,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None,
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config or TINY))
     cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg), "--cores", "2", *args, target]
+           "--configfile", str(cfg), "--cores", "2", target, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
@@ -91,7 +91,7 @@ def test_lobe_option_rebuilds_only_lobe_tables(workdir):
               for s in ("channel", "parcel", "lobe")}
     changed = {**TINY, "scales": {"channel": {}, "parcel": {},
                                   "lobe": {"separate_mtl": False}}}
-    assert planned_jobs(snakemake(workdir, "-n", config=changed)) == {"tokens": 1, "all": 1}
+    assert planned_jobs(snakemake(workdir, "-n", config=changed)) == {"tokens": 1, "data": 1}
     snakemake(workdir, config=changed)
     after = {s: (tokens / s / "channels.parquet").stat().st_mtime_ns
              for s in ("channel", "parcel", "lobe")}

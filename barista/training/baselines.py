@@ -39,8 +39,9 @@ def _arrays(ds: SegmentDataset) -> tuple[np.ndarray, np.ndarray]:
 def linear_baseline(results: str | Path, *, recording: str, task: str, seed: int,
                     split_kind: str = "random", cs=(0.01, 0.1, 1.0, 10.0)) -> dict:
     """Fit on train, choose the regularisation on val, report test AUROC."""
-    sets = {role: SegmentDataset(results, task, split_kind=split_kind, roles=(role,),
-                                 recordings=[recording]) for role in ("train", "val", "test")}
+    sets = {role: SegmentDataset(results, task, encode_scale=None, split_kind=split_kind,
+                                 roles=(role,), recordings=[recording])
+            for role in ("train", "val", "test")}
     if any(len(ds) == 0 for ds in sets.values()):
         raise DataError(f"{recording}: a split of '{task}' is empty")
     sfreq = sets["train"].files[recording].meta["sfreq"]
