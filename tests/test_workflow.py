@@ -127,3 +127,24 @@ def test_cli_entry_point():
                           text=True, check=True)
     for step in ("simulate", "download", "preprocess", "localize", "segment", "tokens"):
         assert step in done.stdout
+
+
+def test_tokens_readable_without_barista(workdir):
+    """The docs/tokens.md recipe: duckdb alone joins windows, labels and parcels."""
+    duckdb = pytest.importorskip("duckdb")
+    res = workdir / "results" / "tiny"
+    rec_dir = sorted((res / "segments").iterdir())[0]
+    table = duckdb.sql(f"""
+      SELECT i.segment, i.label, s.channel, t.label AS parcel, s.data
+      FROM '{rec_dir}/index.parquet' i
+      JOIN '{rec_dir}/signal.parquet' s USING (segment)
+      JOIN '{res}/tokens/parcel/channels.parquet' t
+        ON t.recording = i.recording AND t.channel = s.channel
+      WHERE i.kind = 'speech_vs_nonspeech'
+      ORDER BY i.segment, s.channel""").df()
+    n_windows = (pd.read_parquet(rec_dir / "index.parquet")["kind"]
+                 == "speech_vs_nonspeech").sum()
+    n_channels = len(pd.read_parquet(rec_dir / "channels.parquet"))
+    assert len(table) == n_windows * n_channels
+    assert set(table["label"]) == {0, 1}
+    assert len(table["data"].iloc[0]) == 256  # 2 s at 128 Hz
