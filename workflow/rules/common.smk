@@ -37,6 +37,14 @@ def as_json(*sections):
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)
 
 
+def scoped_json(sections, *scales):
+    """Config sections plus the options of the scales a job uses: a job is re-run when they
+    change, and not when another scale's options do."""
+    cfg = {s: config[s] for s in sections}
+    cfg["scales"] = {s: config["scales"][s] for s in scales}
+    return json.dumps(cfg, sort_keys=True)
+
+
 def bids_input():
     """Input of every step that reads the BIDS dataset. It is the folder this workflow writes, or the
     dataset_description.json of a local dataset (the CLI accepts either as --bids-root)."""

@@ -11,7 +11,7 @@ rule pretrain:
         model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
         history=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/history.parquet",
     params:
-        cfg=as_json("model", "pretrain", "evaluation", "scales"),
+        cfg=lambda wc: scoped_json(["model", "pretrain", "evaluation"], wc.encode, wc.mask),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
         f"{LOGS}/pretrain/{{encode}}-{{mask}}.log",
@@ -34,7 +34,7 @@ rule finetune_pretrained:
     output:
         f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
     params:
-        cfg=as_json("model", "finetune", "evaluation", "scales"),
+        cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode, wc.mask),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
         f"{LOGS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}.log",
@@ -58,7 +58,7 @@ rule finetune_random_init:
     output:
         f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
     params:
-        cfg=as_json("model", "finetune", "evaluation", "scales"),
+        cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
         f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}.log",
@@ -99,7 +99,9 @@ rule reconstruct:
     output:
         f"{RESULTS}/reconstruct/{{encode}}-{{mask}}/channels.parquet",
     params:
-        cfg=as_json("model", "pretrain", "reconstruct", "evaluation", "scales"),
+        cfg=lambda wc: scoped_json(
+            ["model", "pretrain", "reconstruct", "evaluation"], wc.encode, wc.mask
+        ),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
         f"{LOGS}/reconstruct/{{encode}}-{{mask}}.log",
