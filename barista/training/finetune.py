@@ -174,7 +174,7 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(batch["label"])
+            total += loss.item() * len(batch["label"])
             step += 1
         val_p, val_y, val_loss = predict(model, eval_loaders["val"], device)
         test_p, test_y, _ = predict(model, eval_loaders["test"], device)

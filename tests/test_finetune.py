@@ -1,0 +1,103 @@
+"""Finetuning, the linear floor and the reconstruction head on data with a known answer."""
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from barista import segments
+from barista.models import BaristaEncoder, preset
+from barista.tokens import write_tokens
+from barista.training.baselines import band_power_features, linear_baseline
+from barista.training.finetune import FinetuneConfig, TokenWeightingHead, auroc, finetune
+
+SFREQ, N_WINDOW, N_PATCHES, N_CH = 128.0, 128, 4, 4
+REC = "sub-01_ses-01_task-t"
+TASK = "speech_vs_nonspeech"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One recording whose label-1 windows carry a 20 Hz oscillation on channel A2."""
+    root = tmp_path_factory.mktemp("results")
+    rng = np.random.default_rng(0)
+    n_windows = 120
+    labels = np.tile([0, 1], n_windows // 2)
+    data = rng.standard_normal((N_CH, N_WINDOW * n_windows))
+    t = np.arange(N_WINDOW) / SFREQ
+    for w in np.flatnonzero(labels):
+        data[1, w * N_WINDOW:(w + 1) * N_WINDOW] += 2.0 * np.sin(2 * np.pi * 20 * t)
+    names = [f"A{i + 1}" for i in range(N_CH)]
+    raw = mne.io.RawArray(data, mne.create_info(names, SFREQ, "seeg"), verbose="error")
+    out = root / "segments" / REC
+    out.mkdir(parents=True)
+    onsets = segments.grid_onsets(raw.n_times, N_WINDOW)
+    meta = {"recording": REC, "sfreq": SFREQ, "n_patches": N_PATCHES,
+            "patch_samples": N_WINDOW // N_PATCHES,
+            "windows_per_row_group": segments.WINDOWS_PER_ROW_GROUP, "channels": names}
+    segments.write_signal(raw, names, onsets, N_WINDOW, out / "signal.parquet", meta)
+    index = pd.DataFrame({"recording": REC, "subject": "01", "session": "01", "kind": TASK,
+                          "segment": np.arange(n_windows), "onset_s": onsets / SFREQ,
+                          "label": labels})
+    index.to_parquet(out / "index.parquet")
+    split = segments.random_split(index, {"train": 0.6, "val": 0.2, "test": 0.2}, (0, REC))
+    split.insert(0, "recording", REC)
+    split.to_parquet(out / "splits.parquet")
+    pd.DataFrame({"recording": REC, "subject": "01", "session": "01", "channel": names,
+                  "contact": names, "x": [-40.0, -35, -30, -25], "y": 0.0, "z": 0.0,
+                  "hemisphere": "L", "parcel": ["P0", "P1", "P1", "P2"],
+                  "lobe": "temporal"}).to_parquet(out / "channels.parquet")
+    write_tokens([out / "channels.parquet"], "parcel", {}, root / "tokens" / "parcel")
+    return root
+
+
+def test_band_power_features_find_the_oscillation():
+    t = np.arange(256) / 128.0
+    x = np.sin(2 * np.pi * 20 * t)[None, None, :] + 0.01
+    feats = band_power_features(x, 128.0)  # 1-4, 4-8, 8-13, 13-30, 30-64 Hz (Nyquist cut)
+    assert feats.shape == (1, 5)
+    assert feats[0].argmax() == 3  # 13-30 Hz
+
+
+def test_auroc_is_nan_for_one_class():
+    assert np.isnan(auroc(np.zeros(4), np.linspace(0, 1, 4)))
+    assert auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+
+
+def test_linear_floor_finds_a_spectral_effect(results):
+    metrics = linear_baseline(results, recording=REC, task=TASK, seed=0)
+    assert metrics["auroc"] > 0.95 and metrics["n_test"] == 24
+
+
+def test_token_weighting_head_pools_with_its_weights():
+    head = TokenWeightingHead(n_channels=3, n_patches=2, d_model=4)
+    with torch.no_grad():
+        head.weights.zero_()
+        head.weights[1, 0] = 1.0
+    states = torch.randn(5, 3, 2, 4)
+    expected = head.classifier(states[:, 1, 0])
+    assert torch.allclose(head(states), expected)
+    assert head.channel_importance().tolist() == [0.0, 1.0, 0.0]
+
+
+def test_finetune_learns_and_reports(results):
+    torch.manual_seed(0)
+    encoder = BaristaEncoder(preset("demo", patch_samples=N_WINDOW // N_PATCHES,
+                                    n_patches=N_PATCHES, encode_scale="parcel", vocab_size=4,
+                                    d_model=16, n_layers=1, n_heads=2, ffn_hidden=32))
+    cnn_before = [p.detach().clone() for p in encoder.tokenizer.cnn.parameters()]
+    cfg = FinetuneConfig(epochs=15, batch_size=16, lr_pretrained=1e-3, lr_head=1e-2,
+                         warmup_epochs=1, patience=15, device="cpu", seed=0)
+    out = finetune(results, encoder, recording=REC, task=TASK, mask_scale=None, cfg=cfg)
+    m = out["metrics"]
+    assert m["auroc"] > 0.8 and m["n_train"] == 72 and m["n_test"] == 24
+    curve = out["curve"]
+    assert len(curve) == m["epochs_run"] <= 15
+    assert m["val_auroc"] == curve["val_auroc"].max()  # test taken at the best val epoch
+    assert curve.loc[curve["epoch"] == m["best_epoch"], "test_auroc"].item() == m["auroc"]
+    # the 'paper' policy freezes the dilated CNN
+    for before, after in zip(cnn_before, encoder.tokenizer.cnn.parameters(), strict=True):
+        assert torch.equal(before, after)
+    importance = out["importance"].set_index("channel")["weight"]
+    assert list(importance.index) == ["A1", "A2", "A3", "A4"]
