@@ -110,6 +110,8 @@ class SegmentDataset(Dataset):
         self.kind = kind
         self.files = {d.name: SignalFile(d / "signal.parquet") for d in seg_dirs}
         self.channels = {d.name: pd.read_parquet(d / "channels.parquet") for d in seg_dirs}
+        self.coords = {rec: torch.tensor(table[["x", "y", "z"]].to_numpy(np.float32))
+                       for rec, table in self.channels.items()}
         if encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
             self.spatial = self.groups = {rec: np.zeros(len(f.channels), np.int64)
                                           for rec, f in self.files.items()}
@@ -156,12 +158,11 @@ class SegmentDataset(Dataset):
         if self._memory is not None:
             return self._memory[i]
         rec, seg = self._recordings[i], int(self._segments[i])
-        xyz = np.array(self.channels[rec][["x", "y", "z"]], dtype=np.float32)
         return {
             "x": torch.from_numpy(np.array(self.files[rec].window(seg))),
             "spatial_id": torch.from_numpy(self.spatial[rec]),
             "group_id": torch.from_numpy(self.groups[rec]),
-            "coords": torch.from_numpy(xyz),
+            "coords": self.coords[rec],
             "label": int(self._labels[i]),
             "recording": rec,
             "segment": seg,

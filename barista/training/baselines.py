@@ -32,7 +32,7 @@ def band_power_features(x: np.ndarray, sfreq: float) -> np.ndarray:
 
 
 def _arrays(ds: SegmentDataset) -> tuple[np.ndarray, np.ndarray]:
-    xs = [ds[i]["x"].numpy().reshape(ds[i]["x"].shape[0], -1) for i in range(len(ds))]
+    xs = [ds[i]["x"].flatten(1).numpy() for i in range(len(ds))]  # each window read once
     return np.stack(xs), ds.index["label"].to_numpy()
 
 

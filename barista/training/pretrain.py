@@ -268,10 +268,13 @@ def _truncate_history(path: Path, step: int) -> None:
     rows[rows["step"] <= step].to_csv(path, index=False)
 
 
-def load_pretrained(path: str | Path, device="cpu") -> tuple[BaristaEncoder, dict]:
-    """Encoder for downstream use: the EMA tokenizer plus the pretrained backbone."""
+def load_pretrained(path: str | Path, device="cpu",
+                    tokenizer: str = "ema") -> tuple[BaristaEncoder, dict]:
+    """Encoder of a ``model.pt``: by default the EMA tokenizer plus the pretrained backbone,
+    as downstream models start (``tokenizer="online"`` keeps the online tokenizer)."""
     state = torch.load(path, map_location=device, weights_only=False)
     encoder = BaristaEncoder(BaristaConfig(**state["config"]))
     encoder.load_state_dict(state["encoder"])
-    encoder.tokenizer.load_state_dict(state["ema_tokenizer"])
+    if tokenizer == "ema":
+        encoder.tokenizer.load_state_dict(state["ema_tokenizer"])
     return encoder, state

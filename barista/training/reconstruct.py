@@ -16,17 +16,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data import SegmentDataset, make_loader
-from ..models import BaristaConfig, BaristaEncoder
+from ..data import SegmentDataset, collate_packed, make_loader
 from .common import pick_device, seed_everything, seed_of, to_device
 from .masking import group_mask
-from .pretrain import Predictor
+from .pretrain import Predictor, load_pretrained
 
 
 def _load(path, device):
-    state = torch.load(path, map_location=device, weights_only=False)
-    encoder = BaristaEncoder(BaristaConfig(**state["config"]))
-    encoder.load_state_dict(state["encoder"])
+    """The online encoder and the predictor exactly as pretraining left them."""
+    encoder, state = load_pretrained(path, device, tokenizer="online")
     predictor = Predictor(encoder.config.d_model, encoder.config.predictor_layers)
     predictor.load_state_dict(state["predictor"])
     return encoder.to(device).eval(), predictor.to(device).eval(), state
@@ -90,7 +88,7 @@ def evaluate_channels(model_path: str | Path, head: nn.Module, results: str | Pa
     keep = np.linspace(0, len(ds) - 1, min(max_windows, len(ds))).round().astype(int)
     subset = torch.utils.data.Subset(ds, np.unique(keep).tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size,
-                                         collate_fn=make_loader(ds, 1).collate_fn)
+                                         collate_fn=collate_packed)
     channels = ds.files[recording].channels
     sse = np.zeros(len(channels))
     sst = np.zeros(len(channels))
