@@ -1,4 +1,5 @@
-"""Shared training utilities: devices, seeding, schedules, atomic checkpoints, batch transfer."""
+"""Shared training utilities: devices, seeding, schedules, atomic checkpoints, batch transfer,
+and the process group of multi-process (``torchrun``) training."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import contextlib
 import os
 import random
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -67,14 +70,92 @@ def atomic_save(obj, path: str | Path) -> None:
 
 
 def rng_state() -> dict:
+    """Python, torch CPU and (when CUDA is in use) the current CUDA device's RNG states; only
+    the current device's, so a checkpoint resumes on a machine with another GPU count."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list | tuple):  # older checkpoints: every visible device's state
+            cuda = cuda[min(torch.cuda.current_device(), len(cuda) - 1)]
+        torch.cuda.set_rng_state(cuda)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torch.distributed`` process group (world size 1: alone).
+
+    ``rank`` 0 is the main process, which alone writes files; collectives are no-ops alone.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if not self.enabled:
+            return
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[self.device.index])
+        else:
+            dist.barrier()
+
+    def sum(self, values) -> torch.Tensor:
+        """Element-wise sum over ranks of a list of numbers or tensor (float64, on this rank's
+        device, as NCCL needs)."""
+        if torch.is_tensor(values):
+            out = values.detach().to(self.device, torch.float64)
+        else:
+            out = torch.stack([torch.as_tensor(v).detach().to(self.device, torch.float64)
+                               for v in values])
+        if self.enabled:
+            dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    def close(self) -> None:
+        """Destroy the process group if :func:`init_distributed` created it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """Join the process group that ``torchrun`` describes in the environment.
+
+    With ``WORLD_SIZE`` > 1 (or a group already initialised by the caller), every rank uses
+    ``cuda:LOCAL_RANK`` when ``device`` resolves to CUDA (backend NCCL), else the CPU (gloo);
+    rendezvous is ``env://`` (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``, all
+    set by ``torchrun``). Otherwise this process is alone on ``pick_device(device)``.
+    """
+    dev = pick_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 and not dist.is_initialized():
+        return Distributed(device=dev)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    owns = not dist.is_initialized()
+    if owns:
+        if dev.type == "cuda":
+            dist.init_process_group("nccl", device_id=dev)
+        else:
+            dist.init_process_group("gloo")
+    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
+                       device=dev, owns_group=owns)
