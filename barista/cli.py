@@ -141,19 +141,50 @@ def _entities(recording: str) -> dict:
     return {"subject": ents["sub"], "session": ents.get("ses", ""), "recording": recording}
 
 
+def _setting(args, cfg: dict) -> str:
+    """Generalisation setting of the decoded recording (the result column ``split_kind``)."""
+    from .evaluation import read_recordings, setting_of
+
+    return setting_of(read_recordings(args.recordings), cfg["evaluation"], args.recording)
+
+
 def cmd_pretrain(args) -> dict:
+    """Single process, or one rank of ``torchrun`` (``WORLD_SIZE`` > 1: DDP, see
+    ``barista.training.pretrain``); ``model.threads`` is shared by a node's processes."""
+    import os
+
+    import torch
+
     from .evaluation import pretraining, read_recordings
     from .training.pretrain import PretrainConfig, pretrain
 
     cfg = _params(args)
-    _threads(cfg)
-    recs = pretraining(read_recordings(args.recordings),
-                       cfg["evaluation"]["heldout_sessions"])
-    train_cfg = PretrainConfig(**cfg["pretrain"], device=cfg["model"]["device"])
-    return pretrain(args.results, args.out_dir, encode_scale=args.encode,
-                    mask_scale=args.mask, recordings=recs, size=cfg["model"]["size"],
-                    model_overrides=cfg["model"]["overrides"], cfg=train_cfg,
-                    progress=not args.no_progress)
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(max(cfg["model"]["threads"] // local_procs, 1))
+    recs = pretraining(read_recordings(args.recordings), cfg["evaluation"])
+    options = {k: v for k, v in cfg["pretrain"].items() if k != "processes"}  # launcher's
+    if args.architecture == "rpnt":
+        from .training.rpnt_pretrain import RPNT
+
+        rp = cfg["rpnt"]
+        options.update({k: rp[k] for k in ("lr", "weight_decay", "warmup_epochs", "grad_clip")})
+        overrides = {**rp["overrides"], "causal": rp["causal"], "contrast_by": rp["contrast_by"],
+                     "contrastive_weight": rp["contrastive_weight"],
+                     "temperature": rp["temperature"],
+                     "mask_ratio_range": tuple(rp["mask_ratio_range"])}
+        encode, mask, objective = rp["encode_scale"], None, RPNT
+    else:
+        from .training.pretrain import BARISTA
+
+        if not (args.encode and args.mask):
+            raise BaristaError("pretrain --architecture barista needs --encode and --mask")
+        overrides, encode, mask, objective = (cfg["model"]["overrides"], args.encode,
+                                              args.mask, BARISTA)
+    train_cfg = PretrainConfig(**options, device=cfg["model"]["device"])
+    return pretrain(args.results, args.out_dir, encode_scale=encode, mask_scale=mask,
+                    recordings=recs, size=cfg["model"]["size"], model_overrides=overrides,
+                    cfg=train_cfg, progress=not args.no_progress, stop_after=args.stop_after,
+                    objective=objective)
 
 
 def cmd_finetune(args) -> dict:
@@ -173,16 +204,22 @@ def cmd_finetune(args) -> dict:
     if args.model == "barista":
         encoder, _ = load_pretrained(args.pretrained)
         sections = ("model", "pretrain", "finetune", "evaluation")
+    elif args.model == "rpnt":
+        from .training.rpnt_pretrain import load_rpnt_encoder
+
+        encoder, _ = load_rpnt_encoder(args.pretrained)
+        sections = ("model", "pretrain", "rpnt", "finetune", "evaluation")
     else:
         torch.manual_seed(seed_of(args.seed, "random_init", args.encode))
         encoder = BaristaEncoder(model_config(Path(args.results), args.encode,
                                               cfg["model"]["size"], cfg["model"]["overrides"]))
         sections = ("model", "finetune", "evaluation")
-    split_kind = cfg["evaluation"]["split_kind"]
+    window_split = cfg["evaluation"]["window_split"]
     out = finetune(args.results, encoder, recording=args.recording, task=args.task,
-                   mask_scale=None, split_kind=split_kind, cfg=ft_cfg)
-    keys = {"model": args.model, "encode_scale": args.encode, "mask_scale": args.mask or NONE,
-            "task": args.task, "seed": args.seed, "split_kind": "within_session",
+                   mask_scale=None, split_kind=window_split, cfg=ft_cfg)
+    keys = {"model": args.model, "encode_scale": args.encode or NONE,
+            "mask_scale": args.mask or NONE,
+            "task": args.task, "seed": args.seed, "split_kind": _setting(args, cfg),
             **_entities(args.recording)}
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,9 +236,9 @@ def cmd_linear(args) -> dict:
 
     cfg = _params(args)
     metrics = linear_baseline(args.results, recording=args.recording, task=args.task, seed=0,
-                              split_kind=cfg["evaluation"]["split_kind"])
+                              split_kind=cfg["evaluation"]["window_split"])
     table = rows(metrics, model="linear", encode_scale=NONE, mask_scale=NONE, task=args.task,
-                 seed=0, split_kind="within_session", **_entities(args.recording),
+                 seed=0, split_kind=_setting(args, cfg), **_entities(args.recording),
                  config_hash=result_hash(cfg, "evaluation"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
@@ -211,30 +248,30 @@ def cmd_linear(args) -> dict:
 def cmd_reconstruct(args) -> dict:
     import pandas as pd
 
-    from .evaluation import heldout, read_recordings, result_hash
+    from .evaluation import heldout, pretraining, read_recordings, result_hash
     from .training.reconstruct import evaluate_channels, train_head
 
     cfg = _params(args)
     _threads(cfg)
     rc = cfg["reconstruct"]
     recs = read_recordings(args.recordings)
-    held = heldout(recs, cfg["evaluation"]["heldout_sessions"])
-    pre = sorted(set(recs["recording"]) - set(held["recording"]))
+    held = heldout(recs, cfg["evaluation"])
+    pre = pretraining(recs, cfg["evaluation"])
     head, fit = train_head(args.model_path, args.results, recordings=pre, epochs=rc["epochs"],
                            batch_size=rc["batch_size"], ridge=rc["ridge"],
                            seed=cfg["pretrain"]["seed"], mask_ratio=cfg["pretrain"]["mask_ratio"],
                            device=cfg["model"]["device"])
     frames = []
-    for rec in held["recording"]:
+    for rec, setting in zip(held["recording"], held["setting"], strict=True):
         per_channel = evaluate_channels(args.model_path, head, args.results, recording=rec,
                                         max_windows=rc["max_windows"],
                                         batch_size=rc["batch_size"],
                                         device=cfg["model"]["device"])
         long = per_channel.melt(id_vars="channel", var_name="metric", value_name="value")
-        frames.append(long.assign(**_entities(rec)))
+        frames.append(long.assign(split_kind=setting, **_entities(rec)))
     table = pd.concat(frames, ignore_index=True).assign(
         model="barista", encode_scale=args.encode, mask_scale=args.mask,
-        split_kind="heldout_session", seed=cfg["pretrain"]["seed"],
+        seed=cfg["pretrain"]["seed"],
         config_hash=result_hash(cfg, "model", "pretrain", "reconstruct", "evaluation"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
@@ -247,6 +284,12 @@ def cmd_collect(args) -> dict:
 
     table = collect(args.files, args.out)
     return {"rows": len(table)}
+
+
+def cmd_figures(args) -> dict:
+    from .figures.make import make
+
+    return make(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,27 +334,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("channels", nargs="+", help="per-recording channels.parquet files")
 
-    p = add("pretrain", cmd_pretrain, "pretrain BaRISTA for one (encode, mask) scale pair")
+    p = add("pretrain", cmd_pretrain,
+            "pretrain BaRISTA for one (encode, mask) scale pair, or RPNT")
     p.add_argument("--results", required=True, help="results/<dataset>")
     p.add_argument("--recordings", required=True, help="recordings.tsv")
-    p.add_argument("--encode", required=True)
-    p.add_argument("--mask", required=True)
+    p.add_argument("--architecture", choices=["barista", "rpnt"], default="barista")
+    p.add_argument("--encode", default=None, help="encoding scale (BaRISTA)")
+    p.add_argument("--mask", default=None, help="masking scale (BaRISTA)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                   help="end after STEPS steps without finishing, as if killed (for tests)")
     p = add("finetune", cmd_finetune, "finetune a pretrained or random-init model on a task")
     p.add_argument("--results", required=True)
-    p.add_argument("--model", choices=["barista", "random_init"], required=True)
-    p.add_argument("--encode", required=True)
+    p.add_argument("--model", choices=["barista", "random_init", "rpnt"], required=True)
+    p.add_argument("--encode", default=None, help="encoding scale (not for rpnt)")
     p.add_argument("--mask", default=None)
     p.add_argument("--pretrained", default=None, help="model.pt (for --model barista)")
     p.add_argument("--task", required=True)
     p.add_argument("--recording", required=True)
+    p.add_argument("--recordings", required=True, help="recordings.tsv")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", required=True)
     p = add("linear", cmd_linear, "logistic regression on log band power (the floor)")
     p.add_argument("--results", required=True)
     p.add_argument("--task", required=True)
     p.add_argument("--recording", required=True)
+    p.add_argument("--recordings", required=True, help="recordings.tsv")
     p.add_argument("--out", required=True)
     p = add("reconstruct", cmd_reconstruct, "channel-level reconstruction of a pretrained model")
     p.add_argument("--results", required=True)
@@ -323,6 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
     p.add_argument("--out", required=True)
     p.add_argument("files", nargs="+")
+    from .figures import FIGURE_NAMES
+
+    p = add("figures", cmd_figures, "draw one figure or table of the study (docs/figures.md)")
+    p.add_argument("figure", choices=FIGURE_NAMES)
+    p.add_argument("--out", required=True, help="output path without extension")
+    p.add_argument("--decoding", help="decoding.parquet")
+    p.add_argument("--reconstruction", help="reconstruction.parquet")
+    p.add_argument("--histories", nargs="*", default=[], help="pretraining history.parquet files")
+    p.add_argument("--runs", nargs="*", default=[], help="finetuning run folders")
+    p.add_argument("--localization", nargs="*", default=[], help="localization/sub-*.parquet")
+    p.add_argument("--bids-root", type=_bids_root, help="BIDS dataset (simulated ground truth)")
+    p.add_argument("--task", help="decoding task (importance)")
+    p.add_argument("--color-by", choices=["parcel", "lobe"], default="parcel")
     return parser
 
 

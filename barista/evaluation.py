@@ -22,24 +22,77 @@ def read_recordings(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
-def heldout(recordings: pd.DataFrame, n_sessions: int) -> pd.DataFrame:
-    """The last ``n_sessions`` sessions of each subject that has more sessions than that."""
-    rows = []
-    for _, sub in recordings.groupby("subject", sort=True):
+SETTINGS = ("within_session", "cross_session", "cross_subject")
+
+
+def assign_settings(recordings: pd.DataFrame, heldout_sessions: int,
+                    heldout_subjects: int = 0) -> pd.DataFrame:
+    """The generalisation setting of every recording (column ``setting``).
+
+    The last ``heldout_subjects`` subjects are never seen in pretraining (``cross_subject``);
+    of the others, the last ``heldout_sessions`` sessions of every subject with more sessions
+    than that are held out (``cross_session``); the rest pretrain, and decoding them splits
+    windows of a session that pretraining saw (``within_session``).
+    """
+    subjects = sorted(recordings["subject"].unique())
+    if heldout_subjects >= len(subjects):
+        raise ConfigError(f"config key 'evaluation.heldout_subjects': {heldout_subjects} of "
+                          f"{len(subjects)} subject(s) leaves none to pretrain on")
+    unseen = set(subjects[len(subjects) - heldout_subjects:]) if heldout_subjects else set()
+    table = recordings.copy()
+    table["setting"] = "within_session"
+    for subject, sub in table.groupby("subject", sort=True):
+        if subject in unseen:
+            table.loc[sub.index, "setting"] = "cross_subject"
+            continue
         sessions = sorted(sub["session"].unique())
-        if len(sessions) > n_sessions:
-            rows.append(sub[sub["session"].isin(sessions[-n_sessions:])])
-    if not rows:
-        raise ConfigError("config key 'evaluation.heldout_sessions': no subject has more than "
-                          f"{n_sessions} session(s), so no session can be held out of "
-                          "pretraining for decoding")
-    return pd.concat(rows).sort_values("recording").reset_index(drop=True)
+        if len(sessions) > heldout_sessions:
+            late = sub.index[sub["session"].isin(sessions[-heldout_sessions:])]
+            table.loc[late, "setting"] = "cross_session"
+    return table.sort_values("recording").reset_index(drop=True)
 
 
-def pretraining(recordings: pd.DataFrame, n_sessions: int) -> list[str]:
-    """Recordings used for pretraining: all but the held-out sessions."""
-    held = set(heldout(recordings, n_sessions)["recording"])
-    return sorted(r for r in recordings["recording"] if r not in held)
+def _settings(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
+    return assign_settings(recordings, evaluation["heldout_sessions"],
+                           evaluation.get("heldout_subjects", 0))
+
+
+def decoded(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
+    """Recordings that are finetuned and tested, with their ``setting``."""
+    table = _settings(recordings, evaluation)
+    wanted = evaluation.get("settings", ["cross_session"])
+    for setting in wanted:
+        if not (table["setting"] == setting).any():
+            raise ConfigError(
+                f"config key 'evaluation.settings': no recording is {setting!r} with "
+                f"heldout_sessions={evaluation['heldout_sessions']} and heldout_subjects="
+                f"{evaluation.get('heldout_subjects', 0)} (subjects need more sessions than "
+                "heldout_sessions for cross_session, and heldout_subjects >= 1 for cross_subject)")
+    return table[table["setting"].isin(wanted)].reset_index(drop=True)
+
+
+def setting_of(recordings: pd.DataFrame, evaluation: dict, recording: str) -> str:
+    table = _settings(recordings, evaluation)
+    match = table.loc[table["recording"] == recording, "setting"]
+    if match.empty:
+        raise ConfigError(f"recording {recording!r} is not in the recordings table")
+    return str(match.iloc[0])
+
+
+def pretraining(recordings: pd.DataFrame, evaluation: dict) -> list[str]:
+    """Recordings that pretrain: neither held-out sessions nor held-out subjects."""
+    table = _settings(recordings, evaluation)
+    return sorted(table.loc[table["setting"] == "within_session", "recording"])
+
+
+def heldout(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
+    """Recordings pretraining never saw (held-out sessions and subjects)."""
+    table = _settings(recordings, evaluation)
+    held = table[table["setting"] != "within_session"]
+    if held.empty:
+        raise ConfigError("config keys 'evaluation.heldout_sessions'/'heldout_subjects': no "
+                          "session or subject is held out of pretraining")
+    return held.reset_index(drop=True)
 
 
 def result_hash(cfg: dict, *sections: str) -> str:

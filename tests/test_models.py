@@ -209,3 +209,28 @@ def test_loss_falls_when_overfitting_one_batch():
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
     assert math.isfinite(losses[-1])
+
+
+def test_normalised_targets_leave_no_collapse_shortcut():
+    """With ``target_norm`` the loss does not fall by shrinking the target tokens: scaling the
+    EMA tokenizer's projection leaves it unchanged (without it, the loss scales with the square)."""
+    from barista.training.pretrain import MaskedLatentModel
+
+    batch = make_batch(n_channels=(6, 6))
+    mask = group_mask(batch["group_id"], batch["cu_channels"], 0.3,
+                      torch.Generator().manual_seed(0))
+    cfg = preset("demo", patch_samples=16, n_patches=4, encode_scale="parcel", vocab_size=6,
+                 dropout=0.0)
+    losses = {}
+    for norm in (False, True):
+        torch.manual_seed(0)
+        model = MaskedLatentModel(cfg, target_norm=norm).eval()
+        with torch.no_grad():
+            model.predictor.net[-1].weight.zero_()  # predicts the bias: a constant token
+            out = model(batch, mask)
+            assert torch.allclose(out["target"].pow(2).mean(-1), torch.ones(1), atol=1e-3) \
+                or not norm
+            model.target.shadow.project.weight.mul_(0.5)
+            losses[norm] = (out["loss"].item(), model(batch, mask)["loss"].item())
+    assert losses[True][1] == pytest.approx(losses[True][0], rel=2e-3)
+    assert losses[False][1] < 0.5 * losses[False][0]

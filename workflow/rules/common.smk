@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from barista.config import active_scales, validate_config
-from barista.evaluation import heldout
+from barista.evaluation import decoded
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
 config.update(validate_config(config))
@@ -19,10 +19,23 @@ LOGS = f"{RESULTS}/logs"
 DERIV = f"{RESULTS}/derivatives/barista-preproc"
 SCALES = active_scales(config)
 SOURCE = config["dataset"]["source"]
+ARCHITECTURES = config["model"]["architectures"]
 
 # GPU jobs ask for one GPU where one is visible, so two never share it; on a CPU-only machine
 # they ask for none and run side by side on the cores. Cluster profiles set it explicitly.
 GPU_PER_JOB = 1 if torch.cuda.is_available() else 0
+
+
+def pretrain_launcher():
+    """How a pretraining job starts: one process, or `pretrain.processes` on this node under
+    torchrun (DDP, one GPU each; docs/model.md, Multi-GPU pretraining)."""
+    n = config["pretrain"]["processes"]
+    return "python" if n == 1 else f"torchrun --standalone --nproc_per_node {n}"
+
+
+def pretrain_gpus():
+    """GPUs a pretraining job asks for: one per process where GPUs exist, else none."""
+    return GPU_PER_JOB * config["pretrain"]["processes"]
 
 if SOURCE == "simulate":
     BIDS_ROOT = f"{RESULTS}/bids"
@@ -83,8 +96,9 @@ def token_tables(*scales):
     return [f"{RESULTS}/tokens/{s}/channels.parquet" for s in dict.fromkeys(scales)]
 
 
-def heldout_recordings():
-    return list(heldout(recording_table(), config["evaluation"]["heldout_sessions"])["recording"])
+def decoded_recordings():
+    """Recordings finetuned and tested, in the settings that evaluation.settings asks for."""
+    return list(decoded(recording_table(), config["evaluation"])["recording"])
 
 
 def scale_pairs():
@@ -94,14 +108,23 @@ def scale_pairs():
 def decoding_results(wildcards):
     """Every per-job result file that the decoding table gathers."""
     ft = config["finetune"]
-    recs = heldout_recordings()
-    files = [
-        f"{RESULTS}/finetune/barista/{e}-{m}/{t}/{r}/seed{s}/metrics.parquet"
-        for e, m in scale_pairs()
-        for t in ft["tasks"]
-        for r in recs
-        for s in ft["seeds"]
-    ]
+    recs = decoded_recordings()
+    files = []
+    if "barista" in ARCHITECTURES:
+        files += [
+            f"{RESULTS}/finetune/barista/{e}-{m}/{t}/{r}/seed{s}/metrics.parquet"
+            for e, m in scale_pairs()
+            for t in ft["tasks"]
+            for r in recs
+            for s in ft["seeds"]
+        ]
+    if "rpnt" in ARCHITECTURES:
+        files += [
+            f"{RESULTS}/finetune/rpnt/{t}/{r}/seed{s}/metrics.parquet"
+            for t in ft["tasks"]
+            for r in recs
+            for s in ft["seeds"]
+        ]
     if ft["random_init"]:
         files += [
             f"{RESULTS}/finetune/random_init/{e}/{t}/{r}/seed{s}/metrics.parquet"
@@ -116,4 +139,6 @@ def decoding_results(wildcards):
 
 
 def reconstruction_results(wildcards):
+    if "barista" not in ARCHITECTURES:
+        return []
     return [f"{RESULTS}/reconstruct/{e}-{m}/channels.parquet" for e, m in scale_pairs()]

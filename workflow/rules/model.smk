@@ -13,15 +13,16 @@ rule pretrain:
     params:
         cfg=lambda wc: scoped_json(["model", "pretrain", "evaluation"], wc.encode, wc.mask),
         results=lambda wc, input: os.path.dirname(input.recordings),
+        launch=pretrain_launcher(),
     log:
         f"{LOGS}/pretrain/{{encode}}-{{mask}}.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu=pretrain_gpus(),
     conda:
         "../envs/barista.yaml"
     shell:
-        "python -m barista pretrain --params {params.cfg:q} --results {params.results} "
+        "{params.launch} -m barista pretrain --params {params.cfg:q} --results {params.results} "
         "--recordings {input.recordings} --encode {wildcards.encode} --mask {wildcards.mask} "
         "--out-dir $(dirname {output.model}) --no-progress > {log} 2>&1"
 
@@ -32,7 +33,9 @@ rule finetune_pretrained:
         model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
         segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
     output:
-        f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+        metrics=f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/importance.parquet",
     params:
         cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode, wc.mask),
         results=lambda wc, input: os.path.dirname(input.recordings),
@@ -47,7 +50,8 @@ rule finetune_pretrained:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
         "--model barista --encode {wildcards.encode} --mask {wildcards.mask} "
         "--pretrained {input.model} --task {wildcards.task} --recording {wildcards.rec} "
-        "--seed {wildcards.seed} --out-dir $(dirname {output}) > {log} 2>&1"
+        "--recordings {input.recordings} "
+        "--seed {wildcards.seed} --out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule finetune_random_init:
@@ -56,7 +60,9 @@ rule finetune_random_init:
         tokens=lambda wc: token_tables(wc.encode),
         segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
     output:
-        f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+        metrics=f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/importance.parquet",
     params:
         cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode),
         results=lambda wc, input: os.path.dirname(input.recordings),
@@ -70,8 +76,60 @@ rule finetune_random_init:
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
         "--model random_init --encode {wildcards.encode} --task {wildcards.task} "
-        "--recording {wildcards.rec} --seed {wildcards.seed} --out-dir $(dirname {output}) "
+        "--recording {wildcards.rec} --recordings {input.recordings} --seed {wildcards.seed} "
+        "--out-dir $(dirname {output.metrics}) "
         "> {log} 2>&1"
+
+
+rule pretrain_rpnt:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        tokens=token_tables(config["rpnt"]["encode_scale"]),
+        segments=all_channel_tables,
+    output:
+        model=f"{RESULTS}/models/rpnt/model.pt",
+        history=f"{RESULTS}/models/rpnt/history.parquet",
+    params:
+        cfg=scoped_json(["model", "pretrain", "rpnt", "evaluation"], config["rpnt"]["encode_scale"]),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+        launch=pretrain_launcher(),
+    log:
+        f"{LOGS}/pretrain/rpnt.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=pretrain_gpus(),
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "{params.launch} -m barista pretrain --architecture rpnt --params {params.cfg:q} "
+        "--results {params.results} --recordings {input.recordings} "
+        "--out-dir $(dirname {output.model}) --no-progress > {log} 2>&1"
+
+
+rule finetune_rpnt:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        model=f"{RESULTS}/models/rpnt/model.pt",
+        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+    output:
+        metrics=f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}/importance.parquet",
+    params:
+        cfg=scoped_json(["model", "pretrain", "rpnt", "finetune", "evaluation"], config["rpnt"]["encode_scale"]),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista finetune --params {params.cfg:q} --results {params.results} "
+        "--model rpnt --pretrained {input.model} --task {wildcards.task} "
+        "--recording {wildcards.rec} --recordings {input.recordings} --seed {wildcards.seed} "
+        "--out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule linear_baseline:
@@ -89,7 +147,8 @@ rule linear_baseline:
         "../envs/barista.yaml"
     shell:
         "python -m barista linear --params {params.cfg:q} --results {params.results} "
-        "--task {wildcards.task} --recording {wildcards.rec} --out {output} > {log} 2>&1"
+        "--task {wildcards.task} --recording {wildcards.rec} --recordings {input.recordings} "
+        "--out {output} > {log} 2>&1"
 
 
 rule reconstruct:
@@ -145,4 +204,8 @@ rule reconstruction_table:
 rule models:
     input:
         rules.decoding_table.output,
-        rules.reconstruction_table.output if config["reconstruct"]["enabled"] else [],
+        (
+            rules.reconstruction_table.output
+            if config["reconstruct"]["enabled"] and "barista" in ARCHITECTURES
+            else []
+        ),
