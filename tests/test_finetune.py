@@ -101,3 +101,20 @@ def test_finetune_learns_and_reports(results):
         assert torch.equal(before, after)
     importance = out["importance"].set_index("channel")["weight"]
     assert list(importance.index) == ["A1", "A2", "A3", "A4"]
+
+
+def test_rpnt_encoder_finetunes_with_its_patch_embedding_frozen(results):
+    from barista.models import rpnt_preset
+    from barista.models.rpnt import RpntEncoder
+
+    torch.manual_seed(0)
+    encoder = RpntEncoder(rpnt_preset("demo", patch_samples=N_WINDOW // N_PATCHES,
+                                      n_patches=N_PATCHES, encode_scale="parcel", d_model=16,
+                                      n_layers=1, n_heads=2, ffn_hidden=32, causal=False))
+    embed_before = [p.detach().clone() for p in encoder.patch_embed.parameters()]
+    cfg = FinetuneConfig(epochs=15, batch_size=16, lr_pretrained=1e-3, lr_head=1e-2,
+                         warmup_epochs=1, patience=15, device="cpu", seed=0)
+    out = finetune(results, encoder, recording=REC, task=TASK, mask_scale=None, cfg=cfg)
+    assert out["metrics"]["auroc"] > 0.8
+    for before, after in zip(embed_before, encoder.patch_embed.parameters(), strict=True):
+        assert torch.equal(before, after)

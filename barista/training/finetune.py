@@ -84,6 +84,10 @@ class Decoder(nn.Module):
 def apply_freeze(encoder: BaristaEncoder, policy: str) -> None:
     if policy not in FREEZE_POLICIES:
         raise ValueError(f"freeze policy {policy!r} is not one of {FREEZE_POLICIES}")
+    if hasattr(encoder, "frozen_modules"):  # other model families say what they freeze
+        for module in encoder.frozen_modules(policy):
+            module.requires_grad_(False)
+        return
     if policy in ("paper", "release"):
         encoder.tokenizer.cnn.requires_grad_(False)
     if policy == "release":
@@ -136,17 +140,17 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
     apply_freeze(model.encoder, cfg.freeze)
     # one session's windows are few and read every epoch: keep them in memory, with the
     # frozen CNN's output computed once instead of every epoch
-    cnn = encoder.tokenizer
-    frozen_cnn = not any(p.requires_grad for p in cnn.cnn.parameters())
+    cnn = getattr(encoder, "tokenizer", None)  # RPNT embeds patches linearly: nothing to cache
+    frozen_cnn = cnn is not None and not any(p.requires_grad for p in cnn.cnn.parameters())
 
     @torch.no_grad()
     def with_features(sample):
-        feats = cnn.features(sample["x"].to(device)).cpu() if frozen_cnn else None
-        return {**sample, "features": feats} if frozen_cnn else sample
+        return {**sample, "features": cnn.features(sample["x"].to(device)).cpu()}
 
-    cnn.eval()
+    if frozen_cnn:
+        cnn.eval()
     for ds in sets.values():
-        ds.load_into_memory(with_features)
+        ds.load_into_memory(with_features if frozen_cnn else None)
     groups = [
         {"params": [p for p in model.encoder.parameters() if p.requires_grad],
          "lr": cfg.lr_pretrained},
