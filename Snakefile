@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -25,6 +28,33 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/figures.smk"
+
+
+# Run by Snakemake itself, not submitted to a cluster: downloads (compute nodes are often
+# offline), the small bookkeeping steps, the result tables, the figures and the aggregate
+# targets. A new rule of that kind belongs here too.
+localrules:
+    simulate,
+    download,
+    recordings,
+    derivative_description,
+    decoding_table,
+    reconstruction_table,
+    results_table,
+    fig_electrodes,
+    fig_pretraining_curves,
+    fig_decoding_comparison,
+    fig_decoding_grid,
+    fig_pretrained_vs_random,
+    fig_finetuning_curves,
+    fig_importance,
+    fig_reconstruction,
+    fig_reconstruction_channels,
+    data,
+    models,
+    figures,
+    all,
 
 
 rule all:
@@ -32,3 +62,4 @@ rule all:
     input:
         rules.data.input,
         rules.models.input,
+        rules.figures.input,

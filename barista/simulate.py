@@ -42,6 +42,7 @@ _BAD_CHANNELS = {
 _UV = {
     "source": 40.0,  # 1/f background shared by all contacts of a parcel
     "rhythm": 15.0,  # parcel-specific oscillation (4-30 Hz)
+    "burst": 25.0,  # bursts of each contact's own rhythm, timed by its parcel
     "local": 25.0,  # 1/f background of each contact alone
     "sensor": 3.0,  # white amplifier noise
     "line": 30.0,  # power-line fundamental (harmonics fall off as 1 / k)
@@ -49,14 +50,17 @@ _UV = {
     "resting_gamma": 3.0,  # 70-120 Hz activity of every contact, speech or not
     "evoked": 50.0,  # sentence-onset transient peak at gain 1.0
     "flat": 0.05,  # a disconnected contact
-    "noisy": 400.0,  # a contact with a broken wire
+    "noisy": 800.0,  # a contact with a broken wire
 }
 # power ~ 1 / f ** 2: little broadband power reaches 70-120 Hz, where the resting gamma rules
 _SPECTRAL_EXPONENT = 2.0
 _DRIFT_SD = 0.5  # log-sd of slow drifts in the level of each contact's activity
 _MIX_LENGTH_MM = 10.0  # volume conduction between parcels, weight exp(-d / length)
+_PICKUP_SD = 0.5  # log-sd of how strongly each contact picks up the shared parcel sources
 _HIGH_GAMMA_HZ = (70.0, 120.0)  # below the 128 Hz Nyquist of the 256 Hz pipeline rate
 _RESPONSE_LATENCY_S = 0.05
+_BURST_HZ = (0.25, 2.0)  # how fast the shared burst envelopes wax and wane
+_BURST_SD = (0.5, 0.7)  # log-sd of the brain-wide and of the parcel part of a burst envelope
 _ADAPTATION_S = 2.0  # time constant of the high-gamma decline within a speech period
 
 
@@ -127,6 +131,7 @@ class Implant:
     speech_gain: np.ndarray
     sentence_gain: np.ndarray
     sentence_sign: np.ndarray
+    pickup: np.ndarray  # gain of each contact for the shared parcel sources
 
 
 @dataclass
@@ -351,7 +356,10 @@ def _make_implant(seed: int, sub_index: int, n_shafts: int, contacts_per_shaft: 
     return Implant(names=names, xyz_mm=xyz, regions=regions,
                    speech_gain=np.round(gains[:, 0] * factor[:, 0], 3),
                    sentence_gain=np.round(gains[:, 1] * factor[:, 1], 3),
-                   sentence_sign=rng.choice([-1.0, 1.0], size=len(names)))
+                   sentence_sign=rng.choice([-1.0, 1.0], size=len(names)),
+                   # contacts see a source at different distances and orientations, so even
+                   # neighbours in one parcel pick it up unequally and a Laplacian keeps part of it
+                   pickup=rng.lognormal(0.0, _PICKUP_SD, size=len(names)))
 
 
 # --- stimulus ------------------------------------------------------------------------------
@@ -446,15 +454,41 @@ def _parcel_frequency(hemisphere: str, parcel: str) -> float:
 
 
 def _mixing_matrix(implant: Implant, keys: list[tuple[str, str]]) -> np.ndarray:
-    """Weight of each parcel source in each contact: 1 for its own parcel, else
-    ``exp(-d / 10 mm)`` with d the distance to the nearest contact in that parcel."""
+    """Weight of each parcel source in each contact: its pickup gain for its own parcel, else
+    that times ``exp(-d / 10 mm)`` with d the distance to the nearest contact in that parcel."""
     own = [(r.hemisphere, r.parcel) if r.kind in GREY_KINDS else None for r in implant.regions]
     dist = np.linalg.norm(implant.xyz_mm[:, None] - implant.xyz_mm[None], axis=-1)
     weights = np.zeros((len(own), len(keys)))
     for p, key in enumerate(keys):
         members = [j for j, k in enumerate(own) if k == key]
         weights[:, p] = np.exp(-dist[:, members].min(axis=1) / _MIX_LENGTH_MM)
-    return weights
+    return weights * implant.pickup[:, None]
+
+
+def _parcel_bursts(rng: np.random.Generator, implant: Implant, keys: list[tuple[str, str]],
+                   freqs: np.ndarray, sfreq: float, n_times: int) -> np.ndarray:
+    """Rhythm bursts of grey-matter contacts, (n_contacts, n_times) with unit median envelope.
+
+    Each contact oscillates with its own phase near its parcel's frequency, so a Laplacian keeps
+    the bursts; their timing is shared, partly brain-wide and partly by the parcel, so the
+    burst power of one contact can be told from its neighbours' (the structure that masked
+    reconstruction has to learn), even though the waveforms themselves are unrelated.
+    """
+    own = {key: p for p, key in enumerate(keys)}
+    rows = [(c, own[(r.hemisphere, r.parcel)]) for c, r in enumerate(implant.regions)
+            if (r.hemisphere, r.parcel) in own]
+    out = np.zeros((len(implant.names), n_times))
+    if not rows:
+        return out
+    contacts, parcels = (np.array(v) for v in zip(*rows, strict=True))
+    shared = _band_noise(rng, (1, n_times), sfreq, *_BURST_HZ)
+    local = _band_noise(rng, (len(keys), n_times), sfreq, *_BURST_HZ)
+    envelope = np.exp(_BURST_SD[0] * shared + _BURST_SD[1] * local)
+    centre = freqs[parcels][:, None]
+    carrier = _shaped_noise(rng, (len(contacts), n_times), sfreq,
+                            lambda f: np.exp(-0.5 * ((f - centre) / 1.5) ** 2))
+    out[contacts] = implant.pickup[contacts, None] * envelope[parcels] * carrier
+    return out
 
 
 def _speech_envelope(stim: Stimulus, rng: np.random.Generator, n_times: int,
@@ -527,6 +561,8 @@ def _simulate_signals(rng: np.random.Generator, implant: Implant, stim: Stimulus
                + _UV["rhythm"] * rhythm * _slow_gain(rng, (len(keys), n_times), sfreq, 0.5))
     data = _mixing_matrix(implant, keys) @ sources if keys else np.zeros((n_ch, n_times))
     del sources, rhythm
+    if keys:
+        data += _UV["burst"] * _parcel_bursts(rng, implant, keys, freqs[:, 0], sfreq, n_times)
 
     # contact-level activity: own 1/f background whose level drifts, and sensor noise
     grey = np.array([r.kind in GREY_KINDS for r in implant.regions])
