@@ -188,46 +188,55 @@ def cmd_pretrain(args) -> dict:
 
 
 def cmd_finetune(args) -> dict:
+    """Every seed of one (model, task, recording): ``<out-dir>/seed<k>/`` each. One process
+    for the seeds saves the interpreter start-up and data loading of all but the first."""
+    from .evaluation import NONE, result_hash, rows
+
+    cfg = _params(args)
+    _threads(cfg)
+    keys = {"model": args.model, "encode_scale": args.encode or NONE,
+            "mask_scale": args.mask or NONE, "task": args.task,
+            "split_kind": _setting(args, cfg), **_entities(args.recording)}
+    sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
+                "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
+                "random_init": ("model", "finetune", "evaluation")}[args.model]
+    summary = {}
+    for seed in args.seeds:
+        out = _finetune_seed(args, cfg, seed)
+        out_dir = Path(args.out_dir) / f"seed{seed}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows(out["metrics"], **keys, seed=seed, config_hash=result_hash(cfg, *sections)
+             ).to_parquet(out_dir / "metrics.parquet", index=False)
+        out["curve"].assign(**keys, seed=seed).to_parquet(out_dir / "curve.parquet", index=False)
+        out["importance"].assign(**keys, seed=seed).to_parquet(out_dir / "importance.parquet",
+                                                               index=False)
+        summary[f"seed{seed}"] = out["metrics"]
+    return summary
+
+
+def _finetune_seed(args, cfg: dict, seed: int) -> dict:
     import torch
 
-    from .evaluation import NONE, result_hash, rows
     from .models import BaristaEncoder
     from .training.common import seed_of
     from .training.finetune import FinetuneConfig, finetune
     from .training.pretrain import load_pretrained, model_config
 
-    cfg = _params(args)
-    _threads(cfg)
     ft = {k: v for k, v in cfg["finetune"].items()
           if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
-    ft_cfg = FinetuneConfig(**ft, seed=args.seed, device=cfg["model"]["device"])
+    ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"])
     if args.model == "barista":
         encoder, _ = load_pretrained(args.pretrained)
-        sections = ("model", "pretrain", "finetune", "evaluation")
     elif args.model == "rpnt":
         from .training.rpnt_pretrain import load_rpnt_encoder
 
         encoder, _ = load_rpnt_encoder(args.pretrained)
-        sections = ("model", "pretrain", "rpnt", "finetune", "evaluation")
     else:
-        torch.manual_seed(seed_of(args.seed, "random_init", args.encode))
+        torch.manual_seed(seed_of(seed, "random_init", args.encode))
         encoder = BaristaEncoder(model_config(Path(args.results), args.encode,
                                               cfg["model"]["size"], cfg["model"]["overrides"]))
-        sections = ("model", "finetune", "evaluation")
-    window_split = cfg["evaluation"]["window_split"]
-    out = finetune(args.results, encoder, recording=args.recording, task=args.task,
-                   mask_scale=None, split_kind=window_split, cfg=ft_cfg)
-    keys = {"model": args.model, "encode_scale": args.encode or NONE,
-            "mask_scale": args.mask or NONE,
-            "task": args.task, "seed": args.seed, "split_kind": _setting(args, cfg),
-            **_entities(args.recording)}
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows(out["metrics"], **keys, config_hash=result_hash(cfg, *sections)).to_parquet(
-        out_dir / "metrics.parquet", index=False)
-    out["curve"].assign(**keys).to_parquet(out_dir / "curve.parquet", index=False)
-    out["importance"].assign(**keys).to_parquet(out_dir / "importance.parquet", index=False)
-    return out["metrics"]
+    return finetune(args.results, encoder, recording=args.recording, task=args.task,
+                    mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
 
 
 def cmd_linear(args) -> dict:
@@ -354,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--recording", required=True)
     p.add_argument("--recordings", required=True, help="recordings.tsv")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    p.add_argument("--out-dir", required=True, help="writes seed<k>/ for each seed")
     p = add("linear", cmd_linear, "logistic regression on log band power (the floor)")
     p.add_argument("--results", required=True)
     p.add_argument("--task", required=True)

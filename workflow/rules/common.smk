@@ -26,6 +26,19 @@ ARCHITECTURES = config["model"]["architectures"]
 GPU_PER_JOB = 1 if torch.cuda.is_available() else 0
 
 
+SEED_ARGS = " ".join(str(s) for s in config["finetune"]["seeds"])
+
+
+def seed_files(stem, name):
+    """One finetuning job runs every seed of a (model, task, recording): its per-seed files."""
+    return [f"{stem}/seed{s}/{name}" for s in config["finetune"]["seeds"]]
+
+
+def seeds_dir(wildcards, output):
+    """The folder holding a finetuning job's seed<k>/ folders."""
+    return os.path.dirname(os.path.dirname(output.metrics[0]))
+
+
 def pretrain_launcher():
     """How a pretraining job starts: one process, or `pretrain.processes` on this node under
     torchrun (DDP, one GPU each; docs/model.md, Multi-GPU pretraining)."""

@@ -1,5 +1,5 @@
-# Model half of the DAG: pretraining per (encode, mask) scale pair, finetuning per (model, task,
-# held-out session, seed), the linear floor, channel-level reconstruction, tidy result tables.
+# Model half of the DAG: pretraining per (encode, mask) scale pair and RPNT, finetuning per (model,
+# task, decoded session) with one result folder per seed, the linear floor, reconstruction, tables.
 
 
 rule pretrain:
@@ -33,14 +33,16 @@ rule finetune_pretrained:
         model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
         segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
     output:
-        metrics=f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
-        curve=f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/curve.parquet",
-        importance=f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}/importance.parquet",
+        metrics=seed_files(f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}", "metrics.parquet"),
+        curve=seed_files(f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}", "curve.parquet"),
+        importance=seed_files(f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}", "importance.parquet"),
     params:
+        seeds=SEED_ARGS,
+        out_dir=seeds_dir,
         cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode, wc.mask),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}/seed{{seed}}.log",
+        f"{LOGS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -51,7 +53,7 @@ rule finetune_pretrained:
         "--model barista --encode {wildcards.encode} --mask {wildcards.mask} "
         "--pretrained {input.model} --task {wildcards.task} --recording {wildcards.rec} "
         "--recordings {input.recordings} "
-        "--seed {wildcards.seed} --out-dir $(dirname {output.metrics}) > {log} 2>&1"
+        "--seeds {params.seeds} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule finetune_random_init:
@@ -60,14 +62,16 @@ rule finetune_random_init:
         tokens=lambda wc: token_tables(wc.encode),
         segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
     output:
-        metrics=f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
-        curve=f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/curve.parquet",
-        importance=f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}/importance.parquet",
+        metrics=seed_files(f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}", "metrics.parquet"),
+        curve=seed_files(f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}", "curve.parquet"),
+        importance=seed_files(f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}", "importance.parquet"),
     params:
+        seeds=SEED_ARGS,
+        out_dir=seeds_dir,
         cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}/seed{{seed}}.log",
+        f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -76,8 +80,8 @@ rule finetune_random_init:
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
         "--model random_init --encode {wildcards.encode} --task {wildcards.task} "
-        "--recording {wildcards.rec} --recordings {input.recordings} --seed {wildcards.seed} "
-        "--out-dir $(dirname {output.metrics}) "
+        "--recording {wildcards.rec} --recordings {input.recordings} --seeds {params.seeds} "
+        "--out-dir {params.out_dir} "
         "> {log} 2>&1"
 
 
@@ -112,14 +116,16 @@ rule finetune_rpnt:
         model=f"{RESULTS}/models/rpnt/model.pt",
         segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
     output:
-        metrics=f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}/metrics.parquet",
-        curve=f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}/curve.parquet",
-        importance=f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}/importance.parquet",
+        metrics=seed_files(f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}", "metrics.parquet"),
+        curve=seed_files(f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}", "curve.parquet"),
+        importance=seed_files(f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}", "importance.parquet"),
     params:
+        seeds=SEED_ARGS,
+        out_dir=seeds_dir,
         cfg=scoped_json(["model", "pretrain", "rpnt", "finetune", "evaluation"], config["rpnt"]["encode_scale"]),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/finetune/rpnt/{{task}}/{{rec}}/seed{{seed}}.log",
+        f"{LOGS}/finetune/rpnt/{{task}}/{{rec}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -128,8 +134,8 @@ rule finetune_rpnt:
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
         "--model rpnt --pretrained {input.model} --task {wildcards.task} "
-        "--recording {wildcards.rec} --recordings {input.recordings} --seed {wildcards.seed} "
-        "--out-dir $(dirname {output.metrics}) > {log} 2>&1"
+        "--recording {wildcards.rec} --recordings {input.recordings} --seeds {params.seeds} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule linear_baseline:
