@@ -234,3 +234,37 @@ def test_normalised_targets_leave_no_collapse_shortcut():
             losses[norm] = (out["loss"].item(), model(batch, mask)["loss"].item())
     assert losses[True][1] == pytest.approx(losses[True][0], rel=2e-3)
     assert losses[False][1] < 0.5 * losses[False][0]
+
+
+def test_barista_with_mrope_reads_place_from_coordinates_not_tables():
+    """Ablation: BaRISTA with MRoPE instead of the spatial table."""
+    model = tiny(position="mrope")
+    batch = make_batch(n_channels=(3, 5))
+    with torch.no_grad():
+        base = model(batch)
+        # the token table is not used: other token ids change nothing
+        other_ids = {**batch, "spatial_id": (batch["spatial_id"] + 1) % 6}
+        assert torch.allclose(model(other_ids), base, atol=1e-6)
+        # moving channel 4 (sample 2) changes the other channels of its sample only
+        moved = {**batch, "coords": batch["coords"].clone()}
+        moved["coords"][4, 0] += 15.0
+        out = model(moved)
+    assert torch.allclose(out[:3], base[:3], atol=1e-6)
+    assert not torch.allclose(out[[3, 5, 6, 7]], base[[3, 5, 6, 7]], atol=1e-4)
+    # shifting every coordinate of a sample by the same offset leaves it unchanged (relative)
+    shifted = {**batch, "coords": batch["coords"] + torch.tensor([5.0, -3.0, 2.0])}
+    with torch.no_grad():
+        assert torch.allclose(model(shifted), base, atol=1e-4)
+
+
+def test_barista_with_context_attention_keeps_samples_apart():
+    """Ablation: BaRISTA with RPNT's context-based attention instead of fused attention."""
+    plain, context = tiny(), tiny(context_kernel=3)
+    batch = make_batch(n_channels=(3, 5))
+    with torch.no_grad():
+        context.load_state_dict(plain.state_dict(), strict=False)
+        a, b = context(batch), plain(batch)
+        assert not torch.allclose(a, b, atol=1e-4)  # the kernel acts on the scores
+        changed = {**batch, "x": batch["x"].clone()}
+        changed["x"][3:] += 1.0
+        assert torch.allclose(context(changed)[:3], a[:3], atol=1e-6)

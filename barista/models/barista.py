@@ -37,6 +37,11 @@ class BaristaConfig:
     predictor_layers: int = 3
     rope_base: float = 10000.0
     attention: str = "auto"
+    # ablation switches (RPNT components in BaRISTA): "mrope" rotates q, k by patch, MNI x, y, z,
+    # session and task instead of adding a spatial table; context_kernel > 0 uses RPNT's
+    # bidirectional context-based attention instead of fused attention
+    position: str = "rotary"
+    context_kernel: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,8 +106,20 @@ class BaristaEncoder(nn.Module):
                                            n_blocks=c.cnn_blocks, kernel_size=c.kernel_size)
         self.spatial = spatial_encoder(c.encode_scale, c.vocab_size, c.d_model)
         self.mask_token = nn.Parameter(torch.randn(c.d_model) * 0.02)
-        self.rotary = Rotary(c.d_model // c.n_heads, c.rope_base)
-        self.transformer = Transformer(c.d_model, c.n_layers, c.n_heads, c.ffn_hidden, c.dropout)
+        if c.position not in ("rotary", "mrope"):
+            raise ValueError(f"position {c.position!r} is not 'rotary' or 'mrope'")
+        head_dim = c.d_model // c.n_heads
+        self.rotary = Rotary(head_dim, c.rope_base)
+        self.mrope = None
+        if c.position == "mrope":
+            from .mrope import IEEG_BASES, IEEG_COORDINATES, MultiRotary
+            from .rpnt import default_sections
+
+            self.mrope = MultiRotary(
+                head_dim, dict(zip(IEEG_COORDINATES, default_sections(head_dim), strict=True)),
+                [IEEG_BASES[k] for k in IEEG_COORDINATES], [1.0, 0.1, 0.1, 0.1, 1.0, 1.0])
+        self.transformer = Transformer(c.d_model, c.n_layers, c.n_heads, c.ffn_hidden, c.dropout,
+                                       c.context_kernel)
 
     def spatial_embedding(self, batch: dict) -> torch.Tensor:
         """(channels, d): the encoding-scale embedding of every channel in the batch."""
@@ -139,10 +156,21 @@ class BaristaEncoder(nn.Module):
         if channel_mask is not None:
             tokens = torch.where(channel_mask[:, None, None], self.mask_token.to(tokens.dtype),
                                  tokens)
-        h = tokens + self.spatial_embedding(batch)[:, None, :].to(tokens.dtype)
+        if self.mrope is None:
+            h = tokens + self.spatial_embedding(batch)[:, None, :].to(tokens.dtype)
+            angles = self.rotary(layout.patch)
+        else:  # where a token is comes from the rotation alone
+            from .rpnt import batch_coordinates
+
+            h = tokens
+            angles = torch.empty((n_ch * n_p, self.mrope.head_dim // 2), dtype=torch.float64,
+                                 device=x.device)
+            angles[layout.dest] = self.mrope.angles(
+                batch_coordinates(batch, n_p).to(x.device, torch.float64))
         seq = torch.empty((n_ch * n_p, h.shape[-1]), dtype=h.dtype, device=h.device)
         seq[layout.dest] = h.reshape(n_ch * n_p, -1)
-        angles = self.rotary(layout.patch)
+        grid = {"time": layout.patch, "stream": layout.channel} if self.config.context_kernel \
+            else None
         out = self.transformer(seq, angles, layout.cu_tokens, layout.max_tokens,
-                               self.config.attention)
+                               self.config.attention, grid)
         return out[layout.dest].reshape(n_ch, n_p, -1)

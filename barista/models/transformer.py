@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import packed_attention
+from .context_attention import ContextAttention
 from .rotary import rotate
 
 
@@ -25,9 +26,14 @@ class GeGLU(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with rotary angles supplied per token."""
+    """Multi-head self-attention with rotary angles supplied per token.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    ``context_kernel`` > 0 swaps the fused attention for RPNT's bidirectional context-based
+    attention (a K x K kernel per sample and head over the score map; an ablation switch), which
+    needs each token's patch and channel (``grid``).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, context_kernel: int = 0):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -35,27 +41,33 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.context = (ContextAttention(n_heads, self.head_dim, context_kernel, causal=False)
+                        if context_kernel else None)
 
-    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto"):
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None):
         q, k, v = self.qkv(x).view(x.shape[0], 3, self.n_heads, self.head_dim).unbind(1)
         if angles is not None:  # (tokens, head_dim/2) or (tokens, heads, head_dim/2)
             a = angles if angles.dim() == 3 else angles[:, None, :]
             q, k = rotate(q, a), rotate(k, a)
-        o = packed_attention(q, k, v, cu_seqlens, max_len, impl=impl)
+        if self.context is not None:
+            o = self.context(q, k, v, grid["time"], cu_seqlens, stream=grid["stream"])
+        else:
+            o = packed_attention(q, k, v, cu_seqlens, max_len, impl=impl)
         return self.dropout(self.out(o.reshape(x.shape[0], -1)))
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float,
+                 context_kernel: int = 0):
         super().__init__()
         self.norm1 = nn.RMSNorm(d_model)
-        self.attn = Attention(d_model, n_heads, dropout)
+        self.attn = Attention(d_model, n_heads, dropout, context_kernel)
         self.norm2 = nn.RMSNorm(d_model)
         self.ffn = GeGLU(d_model, ffn_hidden, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto"):
-        x = x + self.attn(self.norm1(x), angles, cu_seqlens, max_len, impl)
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None):
+        x = x + self.attn(self.norm1(x), angles, cu_seqlens, max_len, impl, grid)
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -63,13 +75,13 @@ class Transformer(nn.Module):
     """Stack of pre-norm blocks with a final RMSNorm; tokens are ``(total_tokens, d_model)``."""
 
     def __init__(self, d_model: int, n_layers: int, n_heads: int, ffn_hidden: int,
-                 dropout: float):
+                 dropout: float, context_kernel: int = 0):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, ffn_hidden, dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, ffn_hidden, dropout, context_kernel)
                                     for _ in range(n_layers))
         self.norm = nn.RMSNorm(d_model)
 
-    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto"):
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None):
         for block in self.blocks:
-            x = block(x, angles, cu_seqlens, max_len, impl)
+            x = block(x, angles, cu_seqlens, max_len, impl, grid)
         return self.norm(x)
