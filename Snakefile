@@ -23,7 +23,6 @@ wildcard_constraints:
     encode="|".join(SCALES),
     mask="|".join(SCALES),
     task="speech_vs_nonspeech|sentence_onset",
-    seed=r"\d+",
 
 
 include: "workflow/rules/data.smk"

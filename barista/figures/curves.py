@@ -31,11 +31,9 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1:
         return values
     cumsum = np.cumsum(np.insert(values, 0, 0.0))
-    out = np.empty(len(values))
-    for i in range(len(values)):
-        lo = max(0, i + 1 - window)
-        out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
-    return out
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    return (cumsum[end] - cumsum[start]) / (end - start)
 
 
 def _scale_legend(encodes: list[str], masks: list[str], random_init: bool = False) -> list:
