@@ -66,7 +66,7 @@ def test_unknown_token_is_a_fixed_zero():
 
 
 def test_coordinate_embedding_interpolates_and_matches_integer_tables():
-    emb = CoordinateEmbedding(4, extent_mm=10)
+    emb = CoordinateEmbedding(12, extent_mm=10)
     a = emb(None, torch.tensor([[1.0, 2.0, 3.0]]))
     expected = emb.tables[0, 11] + emb.tables[1, 12] + emb.tables[2, 13]
     assert torch.allclose(a[0], expected)
@@ -268,3 +268,34 @@ def test_barista_with_context_attention_keeps_samples_apart():
         changed = {**batch, "x": batch["x"].clone()}
         changed["x"][3:] += 1.0
         assert torch.allclose(context(changed)[:3], a[:3], atol=1e-6)
+
+
+def test_coordinate_embedding_starts_with_similarity_falling_with_distance():
+    """Sinusoidal start: nearby contacts get similar embeddings, and similarity depends on the
+    displacement only, so masked pretraining can find a channel's neighbours."""
+    emb = CoordinateEmbedding(32)
+
+    def sim(a, b):
+        e = emb(None, torch.tensor([a, b], dtype=torch.float32))
+        return float(e[0] @ e[1])
+
+    origin = [-40.0, -20.0, 8.0]
+    near = [-43.5, -20.0, 8.0]  # the next contact on a shaft
+    assert sim(origin, origin) == pytest.approx(3.0, abs=1e-4)  # three unit-norm axis blocks
+    assert sim(origin, origin) > sim(origin, near) > sim(origin, [-60.0, -20.0, 8.0]) \
+        > sim(origin, [0.0, 30.0, 50.0])
+    # shifting both positions leaves the similarity unchanged (integer mm: exact rows)
+    assert sim([-40.0, -20.0, 8.0], [-44.0, -20.0, 9.0]) == pytest.approx(
+        sim([10.0, 5.0, -30.0], [6.0, 5.0, -29.0]), abs=1e-5)
+    # the tables stay parameters: the start is a start
+    emb(None, torch.tensor([origin])).sum().backward()
+    assert emb.tables.grad is not None and emb.tables.grad.abs().sum() > 0
+
+
+def test_table_embeddings_start_as_large_as_coordinate_embeddings():
+    """A parcel's embedding must stand out beside a token (a 0.02-scale start left masked
+    positions all alike), except id 0, the untrained zero."""
+    emb = TableEmbedding(200, 64)
+    norms = emb.table.weight[1:].norm(dim=1)
+    assert float(norms.mean()) == pytest.approx(3 ** 0.5, rel=0.05)
+    assert torch.all(emb.table.weight[0] == 0)

@@ -5,13 +5,26 @@ is a zero vector that never trains. The ``channel`` scale encodes MNI coordinate
 release sums three learned tables indexed by integer voxel x, y, z; MNI positions are continuous
 millimetres, so :class:`CoordinateEmbedding` keeps the three summed 1-mm tables and linearly
 interpolates between the two nearest rows. At integer millimetres it is exactly the release's
-scheme; between them it varies continuously, so nearby contacts get nearby embeddings.
+scheme; between them it varies continuously.
+
+Initialisation matters more than the scheme. Masked pretraining must learn to read a masked
+channel from its neighbours, which needs embeddings whose similarity says how near two contacts
+are. Independent random rows give contacts 3.5 mm apart unrelated vectors, and a small model
+finds no neighbours within a CPU budget (docs/model.md). The coordinate tables therefore start
+from sinusoids of the position (each axis in its own block of dimensions, wavelengths 7-200 mm),
+so the dot product of two embeddings falls with their distance from the first step, and then
+train freely. Every spatial embedding starts with a squared norm of about 3, comparable to a
+token's, so the mask token plus a spatial embedding still says where the masked channel is.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+INIT_NORM = math.sqrt(3.0)  # starting norm of every spatial embedding
 
 
 class TableEmbedding(nn.Module):
@@ -20,7 +33,7 @@ class TableEmbedding(nn.Module):
     def __init__(self, vocab_size: int, d_model: int):
         super().__init__()
         self.table = nn.Embedding(max(vocab_size, 1), d_model, padding_idx=0)
-        nn.init.normal_(self.table.weight, std=0.02)
+        nn.init.normal_(self.table.weight, std=INIT_NORM / math.sqrt(d_model))
         with torch.no_grad():
             self.table.weight[0].zero_()
 
@@ -42,7 +55,7 @@ class CoordinateEmbedding(nn.Module):
     def __init__(self, d_model: int, extent_mm: int = 100):
         super().__init__()
         self.extent = extent_mm
-        self.tables = nn.Parameter(torch.randn(3, 2 * extent_mm + 1, d_model) * 0.02)
+        self.tables = nn.Parameter(sinusoidal_tables(extent_mm, d_model))
 
     def forward(self, token_id: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         known = torch.isfinite(coords).all(dim=-1)
@@ -56,6 +69,31 @@ class CoordinateEmbedding(nn.Module):
             out = out + (1 - frac[:, axis]) * table[lo[:, axis]] + frac[:, axis] * table[
                 lo[:, axis] + 1]
         return out * known.unsqueeze(-1)
+
+
+def sinusoidal_tables(extent_mm: int, d_model: int, min_wavelength_mm: float = 7.0,
+                      max_wavelength_mm: float = 200.0) -> torch.Tensor:
+    """Starting values of :class:`CoordinateEmbedding`'s tables, ``(3, 2 * extent + 1, d)``.
+
+    Axis ``a`` fills its own block of ``2 * n`` dimensions (``n = d // 6`` frequencies, as
+    many as fit three blocks) with ``sin, cos(2 pi p / wavelength)`` at wavelengths spaced
+    geometrically from ``min_wavelength_mm`` to ``max_wavelength_mm``, scaled so each block
+    has unit norm; spare dimensions start at zero. The dot product of the embeddings of two
+    positions is then ``sum_a mean_k cos(2 pi delta_a / wavelength_k)``: a function of their
+    displacement only, largest (3) at zero and falling with distance.
+    """
+    n_freq = d_model // 6
+    if n_freq < 1:
+        raise ValueError(f"d_model {d_model} is too small for coordinate embeddings (>= 6)")
+    position = torch.arange(-extent_mm, extent_mm + 1, dtype=torch.float64)
+    wavelength = torch.logspace(math.log10(min_wavelength_mm), math.log10(max_wavelength_mm),
+                                n_freq, dtype=torch.float64)
+    angle = 2 * math.pi * position[:, None] / wavelength[None, :]
+    block = torch.cat([angle.sin(), angle.cos()], dim=1) / math.sqrt(n_freq)
+    tables = torch.zeros(3, len(position), d_model, dtype=torch.float64)
+    for axis in range(3):
+        tables[axis, :, 2 * n_freq * axis:2 * n_freq * (axis + 1)] = block
+    return tables.float()
 
 
 def spatial_encoder(scale: str, vocab_size: int, d_model: int) -> nn.Module:
