@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from barista.data import SegmentDataset, SignalFile, collate_packed
-from barista.training.pretrain import MaskedLatentModel, sample_masks
+from barista.data import SegmentDataset, SignalFile
+from barista.training.diagnostics import load_masked_latent_model, masked_latent_scores
 
 
 def linear_ceiling(segment_dir: Path, ridge: float = 0.1) -> dict:
@@ -53,33 +53,14 @@ def linear_ceiling(segment_dir: Path, ridge: float = 0.1) -> dict:
     return out
 
 
-@torch.no_grad()
-def model_scores(results: Path, model_path: Path, batch_size: int = 32) -> dict:
+def model_scores(results: Path, model_path: Path) -> dict:
     """Latent R^2 and output variance of a pretrained predictor on validation windows."""
-    state = torch.load(model_path, map_location="cpu", weights_only=False)
-    from barista.models.barista import BaristaConfig
-
-    model = MaskedLatentModel(BaristaConfig(**state["config"]))
-    model.encoder.load_state_dict(state["encoder"])
-    model.predictor.load_state_dict(state["predictor"])
-    model.target.shadow.load_state_dict(state["ema_tokenizer"])
-    model.eval()
+    model, state = load_masked_latent_model(model_path)
     val = SegmentDataset(results, "pretrain", encode_scale=state["encode_scale"],
                          mask_scale=state["mask_scale"], roles=("val",),
                          recordings=state["recordings"])
-    preds, targets = [], []
-    for start in range(0, len(val), batch_size):
-        batch = collate_packed([val[i] for i in range(start, min(start + batch_size,
-                                                                   len(val)))])
-        out = model(batch, sample_masks(batch, 0.3, 0, f"val{start}"))
-        preds.append(out["pred"].reshape(-1, out["pred"].shape[-1]))
-        targets.append(out["target"].reshape(-1, out["target"].shape[-1]))
-    p, t = torch.cat(preds), torch.cat(targets)
-    return {"latent_r2": float(1 - ((p - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()),
-            "prediction_variance": float(p.var(0).mean()),
-            "target_variance": float(t.var(0).mean()), "n_tokens": len(p),
-            "encode_scale": state["encode_scale"], "mask_scale": state["mask_scale"],
-            "steps": state["steps"]}
+    return {**masked_latent_scores(model, val), "encode_scale": state["encode_scale"],
+            "mask_scale": state["mask_scale"], "steps": state["steps"]}
 
 
 def main() -> None:

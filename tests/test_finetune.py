@@ -10,6 +10,7 @@ from barista import segments
 from barista.models import BaristaEncoder, preset
 from barista.tokens import write_tokens
 from barista.training.baselines import band_power_features, linear_baseline
+from barista.training.diagnostics import probe_auroc
 from barista.training.finetune import FinetuneConfig, TokenWeightingHead, auroc, finetune
 
 SFREQ, N_WINDOW, N_PATCHES, N_CH = 128.0, 128, 4, 4
@@ -118,3 +119,10 @@ def test_rpnt_encoder_finetunes_with_its_patch_embedding_frozen(results):
     assert out["metrics"]["auroc"] > 0.8
     for before, after in zip(embed_before, encoder.patch_embed.parameters(), strict=True):
         assert torch.equal(before, after)
+
+
+def test_probe_finds_the_oscillation_a_random_encoder_keeps(results):
+    torch.manual_seed(0)
+    encoder = BaristaEncoder(preset("demo", patch_samples=32, n_patches=4,
+                                    encode_scale="parcel", vocab_size=8, dropout=0.0))
+    assert probe_auroc(encoder, results, REC, TASK) > 0.9

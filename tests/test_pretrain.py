@@ -6,12 +6,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from test_data import make_recording  # noqa: E402
 
+from barista.data import SegmentDataset, collate_packed  # noqa: E402
+from barista.models import BaristaEncoder, preset  # noqa: E402
 from barista.tokens import write_tokens  # noqa: E402
+from barista.training.diagnostics import (  # noqa: E402
+    load_masked_latent_model,
+    masked_latent_scores,
+    pooled_states,
+)
 from barista.training.pretrain import PretrainConfig, load_pretrained, pretrain  # noqa: E402
 
 RECS = ["sub-01_ses-01_task-t", "sub-02_ses-01_task-t"]
@@ -106,3 +114,69 @@ def test_rpnt_runs_in_the_shared_loop_and_resumes(results, tmp_path):
     # stochastic causal masking: the masked fraction varies from step to step
     assert train["masked_fraction"].nunique() > 3
     assert train["masked_fraction"].between(0.0, 1.0, inclusive="neither").all()
+
+
+# --- diagnostics (barista.training.diagnostics) ---------------------------------------------
+
+
+def windows(results):
+    return SegmentDataset(results, "pretrain", encode_scale="parcel", mask_scale="parcel",
+                          roles=("train", "val"), recordings=RECS)
+
+
+class Fixed(nn.Module):
+    """Predicts its targets exactly (oracle), as zeros, or with unit noise added."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, batch, mask):
+        target = batch["x"][mask][..., :3]  # any per-token target
+        if self.mode == "oracle":
+            pred = target
+        elif self.mode == "zero":
+            pred = torch.zeros_like(target)
+        else:
+            pred = target + torch.randn_like(target)
+        return {"pred": pred, "target": target}
+
+
+def test_latent_r2_is_one_for_an_oracle_and_not_positive_for_a_constant(results):
+    data = windows(results)
+    assert masked_latent_scores(Fixed("oracle"), data)["latent_r2"] == pytest.approx(1.0)
+    zero = masked_latent_scores(Fixed("zero"), data)
+    assert zero["latent_r2"] <= 0 and zero["prediction_variance"] == 0
+    noisy = masked_latent_scores(Fixed("noise"), data)["latent_r2"]
+    assert noisy < 0.5  # unit noise on unit-variance targets halves R^2 or worse
+
+
+def test_loader_reads_model_and_checkpoint_alike(results, tmp_path):
+    run(results, tmp_path / "m")
+    from_model, state = load_masked_latent_model(tmp_path / "m" / "model.pt")
+    from_ckpt, _ = load_masked_latent_model(tmp_path / "m" / "checkpoint.pt")
+    assert state["steps"] == 24 and not from_model.training
+    for a, b in zip(from_model.state_dict().values(), from_ckpt.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    # the EMA target really is the EMA copy, not the online tokenizer
+    online = dict(from_model.encoder.tokenizer.named_parameters())
+    shadow = dict(from_model.target.shadow.named_parameters())
+    assert any(not torch.equal(online[k], shadow[k]) for k in online)
+    a = masked_latent_scores(from_model, windows(results))
+    b = masked_latent_scores(from_ckpt, windows(results))
+    assert a == b  # masks are seeded: same model, same tokens, same score
+
+
+def test_pooled_states_average_each_window_over_its_own_channels(results):
+    data = windows(results)
+    torch.manual_seed(0)
+    encoder = BaristaEncoder(preset("demo", patch_samples=data[0]["x"].shape[-1],
+                                    n_patches=data[0]["x"].shape[1], encode_scale="parcel",
+                                    vocab_size=16, dropout=0.0, **SMALL))
+    first, last = data[0], data[len(data) - 1]
+    assert first["x"].shape[0] != last["x"].shape[0]  # 6 and 4 channels
+    features, _ = pooled_states(encoder, data)
+    for i, sample in ((0, first), (len(data) - 1, last)):
+        alone = encoder.eval()(collate_packed([sample])).mean((0, 1))
+        assert torch.allclose(torch.from_numpy(features[i]), alone, atol=1e-5)
