@@ -7,8 +7,9 @@ each chunk the checkpoint is scored on the validation windows: the predictor's l
 against the EMA targets (0 while it outputs one mean token). At the end the EMA tokenizer plus
 backbone (what finetuning starts from) and a randomly initialised encoder of the same size are
 compared by a frozen-feature probe (cross-validated logistic regression on mean-pooled states,
-every labelled window of every decoded recording). One run per ``--seed``; the results are
-written to ``--out`` and quoted in docs/model.md.
+every labelled window of every decoded recording), and the channel-level reconstruction R^2 of
+the held-out recordings is measured as the ``reconstruct`` rule does. One run per ``--seed``;
+the results are written to ``--out`` and quoted in docs/model.md.
 
     python benchmarks/pretraining_transition.py --results results/demo --seed 0 1 2 \\
         --override d_model=64 --override n_heads=4 --steps 500 --every 50
@@ -36,6 +37,7 @@ from barista.training.diagnostics import (
     probe_auroc,
 )
 from barista.training.pretrain import PretrainConfig, load_pretrained, model_config, pretrain
+from barista.training.reconstruct import evaluate_channels, train_head
 
 EVALUATION = {"heldout_sessions": 1, "heldout_subjects": 1,
               "settings": ["within_session", "cross_session", "cross_subject"]}
@@ -65,6 +67,19 @@ def transition_curve(args, seed: int, work: Path, overrides: dict,
         curve.append({"step": stop, **scores, "seconds": time.perf_counter() - t0})
         print(f"seed {seed} step {stop}: latent R^2 {scores['latent_r2']:.3f}", flush=True)
     return curve
+
+
+def reconstruction_r2(args, model_path: Path, recordings: list[str],
+                      heldout: list[str]) -> dict:
+    """Channel-level reconstruction as the ``reconstruct`` rule runs it (demo settings): the
+    linear head fitted on masked pretraining windows, R^2 per channel of held-out recordings
+    with one channel masked at a time; the mean over channels of each recording."""
+    head, _ = train_head(model_path, args.results, recordings=recordings, epochs=1,
+                         batch_size=16, device="cpu")
+    return {rec: float(evaluate_channels(model_path, head, args.results, recording=rec,
+                                         max_windows=16, batch_size=16,
+                                         device="cpu")["r2"].mean())
+            for rec in heldout}
 
 
 def probe(args, encoder: BaristaEncoder, recordings: list[str]) -> dict:
@@ -98,6 +113,8 @@ def main() -> None:
             work = Path(tmp)
             curve = transition_curve(args, seed, work, overrides, recordings)
             pretrained, _ = load_pretrained(work / "model.pt")
+            reconstruction = reconstruction_r2(args, work / "model.pt", recordings,
+                                               [r for r in targets if r not in recordings])
         torch.manual_seed(seed_of(seed, "random_init", args.encode))
         random_init = BaristaEncoder(model_config(args.results, args.encode, args.size,
                                                   overrides))
@@ -105,8 +122,9 @@ def main() -> None:
                   "random_init": probe(args, random_init, targets)}
         summary = {name: float(np.mean(list(p.values()))) for name, p in probes.items()}
         print(f"seed {seed}: probe AUROC {summary}", flush=True)
+        print(f"seed {seed}: reconstruction R^2 {reconstruction}", flush=True)
         runs.append({"seed": seed, "curve": curve, "probe_auroc": probes,
-                     "probe_auroc_mean": summary})
+                     "probe_auroc_mean": summary, "reconstruction_r2": reconstruction})
     report = {"results": str(args.results), "encode_scale": args.encode,
               "mask_scale": args.mask, "size": args.size, "overrides": overrides,
               "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
