@@ -9,7 +9,7 @@ from barista.models import BaristaEncoder, preset
 from barista.models.attention import packed_attention
 from barista.models.barista import packed_layout
 from barista.models.rotary import Rotary, rotate
-from barista.models.spatial import CoordinateEmbedding, TableEmbedding
+from barista.models.spatial import INIT_NORM, CoordinateEmbedding, TableEmbedding
 from barista.models.tokenizer import TemporalTokenizer
 from barista.training.ema import EMA
 from barista.training.masking import group_mask
@@ -281,7 +281,7 @@ def test_coordinate_embedding_starts_with_similarity_falling_with_distance():
 
     origin = [-40.0, -20.0, 8.0]
     near = [-43.5, -20.0, 8.0]  # the next contact on a shaft
-    assert sim(origin, origin) == pytest.approx(3.0, abs=1e-4)  # three unit-norm axis blocks
+    assert sim(origin, origin) == pytest.approx(INIT_NORM ** 2, rel=1e-4)  # three equal blocks
     assert sim(origin, origin) > sim(origin, near) > sim(origin, [-60.0, -20.0, 8.0]) \
         > sim(origin, [0.0, 30.0, 50.0])
     # shifting both positions leaves the similarity unchanged (integer mm: exact rows)
@@ -293,9 +293,12 @@ def test_coordinate_embedding_starts_with_similarity_falling_with_distance():
 
 
 def test_table_embeddings_start_as_large_as_coordinate_embeddings():
-    """A parcel's embedding must stand out beside a token (a 0.02-scale start left masked
-    positions all alike), except id 0, the untrained zero."""
+    """Every spatial embedding starts at the same norm, small beside a token but far above
+    the mask token's, so a masked position is mostly its place; id 0 is the untrained zero."""
     emb = TableEmbedding(200, 64)
     norms = emb.table.weight[1:].norm(dim=1)
-    assert float(norms.mean()) == pytest.approx(3 ** 0.5, rel=0.05)
+    assert float(norms.mean()) == pytest.approx(INIT_NORM, rel=0.05)
+    torch.manual_seed(0)
+    mask_token = BaristaEncoder(preset("demo", d_model=64)).mask_token
+    assert float(mask_token.norm()) < INIT_NORM / 1.5
     assert torch.all(emb.table.weight[0] == 0)
