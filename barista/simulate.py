@@ -2,7 +2,9 @@
 
 The offline demo needs data whose answer is known: depth shafts placed at real MNI positions
 of the Destrieux volume, a speech-like stimulus, high-gamma responses to words in temporal
-parcels and an evoked transient at sentence onsets in temporal and inferior frontal parcels.
+parcels, a phase-locked potential evoked by every word in the same contacts (full size after
+silence, adapted within running speech, as auditory cortex responds) and an evoked transient
+at sentence onsets in temporal and inferior frontal parcels.
 Everything derives from one seed, so the same arguments always give byte-identical files.
 The ground truth lies under ``derivatives/simulation/``.
 """
@@ -49,6 +51,7 @@ _UV = {
     "high_gamma": 8.0,  # speech-driven 70-120 Hz amplitude at gain 1.0
     "resting_gamma": 3.0,  # 70-120 Hz activity of every contact, speech or not
     "evoked": 50.0,  # sentence-onset transient peak at gain 1.0
+    "word_evoked": 30.0,  # word-onset evoked potential (N1-P2) peak at gain 1.0, after silence
     "flat": 0.05,  # a disconnected contact
     "noisy": 800.0,  # a contact with a broken wire
 }
@@ -529,6 +532,29 @@ def _sentence_drive(stim: Stimulus, rng: np.random.Generator, n_times: int,
     return np.convolve(impulses, kernel / np.abs(kernel).max())[:n_times]
 
 
+def _word_drive(stim: Stimulus, rng: np.random.Generator, n_times: int,
+                sfreq: float) -> np.ndarray:
+    """Word onsets convolved with an N1-P2-like evoked potential (peak about 1 after silence).
+
+    Auditory cortex answers a word after silence hardest and words inside running speech with
+    an adapted response (a third of it here); sizes vary from word to word. The response is
+    phase-locked, so unlike the high-gamma power it survives averaging and shows in the
+    waveform that a patch tokenizer sees.
+    """
+    impulses = np.zeros(n_times)
+    first = np.zeros(len(stim.onset), dtype=bool)
+    for start, _ in stim.speech_periods:
+        first[np.argmin(np.abs(stim.onset - start))] = True
+    # a word after silence evokes the full response; words inside running speech, an adapted one
+    size = np.where(first, 1.0, 0.35) * rng.lognormal(0.0, 0.25, len(stim.onset))
+    idx = np.round((stim.onset + _RESPONSE_LATENCY_S) * sfreq).astype(int)
+    keep = idx < n_times
+    np.add.at(impulses, idx[keep], size[keep])
+    t = np.arange(int(0.4 * sfreq)) / sfreq
+    kernel = np.exp(-t / 0.08) * np.sin(2 * np.pi * 5.0 * t)
+    return np.convolve(impulses, kernel / np.abs(kernel).max())[:n_times]
+
+
 def _line_noise(rng: np.random.Generator, n_channels: int, n_times: int, sfreq: float,
                 line_freq: float) -> np.ndarray:
     """Line frequency and harmonics below Nyquist, amplitude and phase varying by contact."""
@@ -579,6 +605,9 @@ def _simulate_signals(rng: np.random.Generator, implant: Implant, stim: Stimulus
     carrier = _band_noise(rng, (n_ch, n_times), sfreq, *_HIGH_GAMMA_HZ)
     data += carrier * np.sqrt(drive**2 + resting**2)
     del carrier, drive, resting
+    word = _word_drive(stim, rng, n_times, sfreq)
+    data += _UV["word_evoked"] * (implant.speech_gain * implant.sentence_sign)[:, None] * word
+    del word
     evoked = _sentence_drive(stim, rng, n_times, sfreq)
     data += _UV["evoked"] * (implant.sentence_gain * implant.sentence_sign)[:, None] * evoked
 
@@ -682,6 +711,8 @@ def _implant_table(implant: Implant, subject: str) -> pd.DataFrame:
         "parcel": [r.parcel for r in implant.regions],
         "lobe": [r.lobe for r in implant.regions],
         "speech_gain": implant.speech_gain, "sentence_gain": implant.sentence_gain,
+        # polarity of both evoked responses (word potential, sentence transient) at the contact
+        "evoked_sign": implant.sentence_sign,
     })
 
 
@@ -738,7 +769,8 @@ def _write_ground_truth(root: Path, contacts: pd.DataFrame, arguments: dict) -> 
         "GeneratedBy": [{
             "Name": "barista.simulate",
             "Version": __version__,
-            "Description": "Simulated sEEG with known speech and sentence-onset responses.",
+            "Description": "Simulated sEEG with known speech (high gamma, word-evoked "
+                           "potential) and sentence-onset responses.",
         }],
     })
     tsv = dict(sep="\t", index=False, float_format="%.3f", lineterminator="\n")

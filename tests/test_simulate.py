@@ -273,6 +273,29 @@ def test_sentence_onsets_evoke_a_transient(small):
         assert peak[best] > 2 * np.median([peak[name] for name in silent]), peak[best]
 
 
+def test_words_evoke_a_phase_locked_potential(small):
+    """Every word evokes a potential in speech-responsive contacts, phase-locked, so it shows in
+    the average of 1-8 Hz epochs. Only words at least 0.6 s after the last sentence onset are
+    averaged: the 0.5 s sentence transient is over by then, so what remains is the word's."""
+    contacts = _contacts(small)
+    for bids_path in _recordings(small):
+        raw = _read(bids_path)
+        sfreq = raw.info["sfreq"]
+        slow = mne.filter.filter_data(raw.get_data(), sfreq, 1.0, 8.0, verbose=False)
+        events = pd.read_csv(_sidecar(bids_path, "events", ".tsv"), sep="\t")
+        last_sentence = events.onset.where(events.sentence_onset == 1).ffill()
+        words = events.onset[(events.onset - last_sentence) >= 0.6]
+        assert len(words) > 20
+        starts = np.round(words * sfreq).astype(int)
+        epochs = np.stack([slow[:, s:s + int(0.3 * sfreq)] for s in starts])
+        peak = dict(zip(raw.ch_names, np.abs(epochs.mean(axis=0)).max(axis=1), strict=True))
+        rows = contacts[(contacts.subject == bids_path.subject)
+                        & (contacts.session == bids_path.session) & (contacts.bad == "none")]
+        best = rows.channel[rows.speech_gain.idxmax()]
+        silent = rows.channel[(rows.sentence_gain == 0) & (rows.speech_gain == 0)]
+        assert peak[best] > 2 * np.median([peak[name] for name in silent]), peak[best]
+
+
 def test_same_arguments_give_identical_files(small, tmp_path):
     again = simulate_dataset(tmp_path / "again", **SMALL)
     first, second = _files(small), _files(again)
