@@ -256,44 +256,48 @@ def test_high_gamma_rises_during_words(small):
         assert ratio[best] > 2 * silent
 
 
-def test_sentence_onsets_evoke_a_transient(small):
+def _evoked_peak(bids_path: mne_bids.BIDSPath, onsets_s: pd.Series,
+                 length_s: float) -> dict[str, float]:
+    """Per channel, the largest absolute value of the 1-8 Hz average over epochs that start at
+    ``onsets_s``: what stays of a response when only its phase-locked part survives."""
+    raw = _read(bids_path)
+    sfreq = raw.info["sfreq"]
+    slow = mne.filter.filter_data(raw.get_data(), sfreq, 1.0, 8.0, verbose=False)
+    starts = np.round(onsets_s * sfreq).astype(int)
+    epochs = np.stack([slow[:, s:s + int(length_s * sfreq)] for s in starts])
+    return dict(zip(raw.ch_names, np.abs(epochs.mean(axis=0)).max(axis=1), strict=True))
+
+
+def _assert_best_contact_responds(small: Path, bids_path: mne_bids.BIDSPath, gain: str,
+                                  peak: dict[str, float]) -> None:
+    """The contact with the largest ``gain`` shows over twice the median peak of contacts that
+    respond to nothing."""
     contacts = _contacts(small)
+    rows = contacts[(contacts.subject == bids_path.subject)
+                    & (contacts.session == bids_path.session) & (contacts.bad == "none")]
+    best = rows.channel[rows[gain].idxmax()]
+    silent = rows.channel[(rows.sentence_gain == 0) & (rows.speech_gain == 0)]
+    assert peak[best] > 2 * np.median([peak[name] for name in silent]), peak[best]
+
+
+def test_sentence_onsets_evoke_a_transient(small):
     for bids_path in _recordings(small):
-        raw = _read(bids_path)
-        sfreq = raw.info["sfreq"]
-        slow = mne.filter.filter_data(raw.get_data(), sfreq, 1.0, 8.0, verbose=False)
         events = pd.read_csv(_sidecar(bids_path, "events", ".tsv"), sep="\t")
-        starts = np.round(events.onset[events.sentence_onset == 1] * sfreq).astype(int)
-        epochs = np.stack([slow[:, s:s + int(0.5 * sfreq)] for s in starts])
-        peak = dict(zip(raw.ch_names, np.abs(epochs.mean(axis=0)).max(axis=1), strict=True))
-        rows = contacts[(contacts.subject == bids_path.subject)
-                        & (contacts.session == bids_path.session) & (contacts.bad == "none")]
-        best = rows.channel[rows.sentence_gain.idxmax()]
-        silent = rows.channel[(rows.sentence_gain == 0) & (rows.speech_gain == 0)]
-        assert peak[best] > 2 * np.median([peak[name] for name in silent]), peak[best]
+        peak = _evoked_peak(bids_path, events.onset[events.sentence_onset == 1], 0.5)
+        _assert_best_contact_responds(small, bids_path, "sentence_gain", peak)
 
 
 def test_words_evoke_a_phase_locked_potential(small):
     """Every word evokes a potential in speech-responsive contacts, phase-locked, so it shows in
     the average of 1-8 Hz epochs. Only words at least 0.6 s after the last sentence onset are
     averaged: the 0.5 s sentence transient is over by then, so what remains is the word's."""
-    contacts = _contacts(small)
     for bids_path in _recordings(small):
-        raw = _read(bids_path)
-        sfreq = raw.info["sfreq"]
-        slow = mne.filter.filter_data(raw.get_data(), sfreq, 1.0, 8.0, verbose=False)
         events = pd.read_csv(_sidecar(bids_path, "events", ".tsv"), sep="\t")
         last_sentence = events.onset.where(events.sentence_onset == 1).ffill()
         words = events.onset[(events.onset - last_sentence) >= 0.6]
         assert len(words) > 20
-        starts = np.round(words * sfreq).astype(int)
-        epochs = np.stack([slow[:, s:s + int(0.3 * sfreq)] for s in starts])
-        peak = dict(zip(raw.ch_names, np.abs(epochs.mean(axis=0)).max(axis=1), strict=True))
-        rows = contacts[(contacts.subject == bids_path.subject)
-                        & (contacts.session == bids_path.session) & (contacts.bad == "none")]
-        best = rows.channel[rows.speech_gain.idxmax()]
-        silent = rows.channel[(rows.sentence_gain == 0) & (rows.speech_gain == 0)]
-        assert peak[best] > 2 * np.median([peak[name] for name in silent]), peak[best]
+        _assert_best_contact_responds(small, bids_path, "speech_gain",
+                                      _evoked_peak(bids_path, words, 0.3))
 
 
 def test_same_arguments_give_identical_files(small, tmp_path):
