@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from barista.config import load_config
 from barista.data import SegmentDataset
 from barista.evaluation import decoded, pretraining, read_recordings
 from barista.models import BaristaEncoder
@@ -39,6 +40,7 @@ from barista.training.diagnostics import (
 from barista.training.pretrain import PretrainConfig, load_pretrained, model_config, pretrain
 from barista.training.reconstruct import evaluate_channels, train_head
 
+DEMO_CONFIG = Path(__file__).parents[1] / "config" / "config.yaml"
 EVALUATION = {"heldout_sessions": 1, "heldout_subjects": 1,
               "settings": ["within_session", "cross_session", "cross_subject"]}
 
@@ -71,14 +73,16 @@ def transition_curve(args, seed: int, work: Path, overrides: dict,
 
 def reconstruction_r2(args, model_path: Path, recordings: list[str],
                       heldout: list[str]) -> dict:
-    """Channel-level reconstruction as the ``reconstruct`` rule runs it (demo settings): the
-    linear head fitted on masked pretraining windows, R^2 per channel of held-out recordings
-    with one channel masked at a time; the mean over channels of each recording."""
-    head, _ = train_head(model_path, args.results, recordings=recordings, epochs=1,
-                         batch_size=16, device="cpu")
+    """Channel-level reconstruction as the ``reconstruct`` rule runs it, with the demo
+    config's ``reconstruct`` settings: the linear head fitted on masked pretraining windows,
+    R^2 per channel of held-out recordings with one channel masked at a time; the mean over
+    channels of each recording."""
+    rc = load_config(DEMO_CONFIG)["reconstruct"]
+    head, _ = train_head(model_path, args.results, recordings=recordings, epochs=rc["epochs"],
+                         batch_size=rc["batch_size"], ridge=rc["ridge"], device="cpu")
     return {rec: float(evaluate_channels(model_path, head, args.results, recording=rec,
-                                         max_windows=16, batch_size=16,
-                                         device="cpu")["r2"].mean())
+                                         max_windows=rc["max_windows"],
+                                         batch_size=rc["batch_size"], device="cpu")["r2"].mean())
             for rec in heldout}
 
 
