@@ -235,8 +235,17 @@ def _finetune_seed(args, cfg: dict, seed: int) -> dict:
         torch.manual_seed(seed_of(seed, "random_init", args.encode))
         encoder = BaristaEncoder(model_config(Path(args.results), args.encode,
                                               cfg["model"]["size"], cfg["model"]["overrides"]))
-    return finetune(args.results, encoder, recording=args.recording, task=args.task,
-                    mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
+    probe = {}
+    if cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
+        from .training.common import pick_device
+        from .training.probe import probe_auroc
+
+        probe = probe_auroc(encoder, args.results, args.recording, args.task,
+                            device=pick_device(cfg["model"]["device"]))
+    out = finetune(args.results, encoder, recording=args.recording, task=args.task,
+                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
+    out["metrics"].update(probe)
+    return out
 
 
 def cmd_linear(args) -> dict:
@@ -393,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--localization", nargs="*", default=[], help="localization/sub-*.parquet")
     p.add_argument("--bids-root", type=_bids_root, help="BIDS dataset (simulated ground truth)")
     p.add_argument("--task", help="decoding task (importance)")
+    p.add_argument("--metric", default="auroc",
+                   help="metric of the table: auroc (finetuned) or probe_auroc (frozen probe)")
     p.add_argument("--color-by", choices=["parcel", "lobe"], default="parcel")
     return parser
 

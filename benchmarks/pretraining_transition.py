@@ -6,10 +6,11 @@ run ends exactly where an uninterrupted one does, so stopping to score costs not
 each chunk the checkpoint is scored on the validation windows: the predictor's latent R^2
 against the EMA targets (0 while it outputs one mean token). At the end the EMA tokenizer plus
 backbone (what finetuning starts from) and a randomly initialised encoder of the same size are
-compared by a frozen-feature probe (cross-validated logistic regression on mean-pooled states,
-every labelled window of every decoded recording), and the channel-level reconstruction R^2 of
-the held-out recordings is measured as the ``reconstruct`` rule does. One run per ``--seed``;
-the results are written to ``--out`` and quoted in docs/model.md.
+compared on each ``--task`` by a frozen-feature probe (``barista.training.probe``: a ridge
+classifier on every token's state, cross-validated over the chronological folds of every
+recording), and the channel-level reconstruction R^2 of the held-out recordings is measured
+as the ``reconstruct`` rule does. One run per ``--seed``; the results are written to ``--out``
+and quoted in docs/model.md.
 
     python benchmarks/pretraining_transition.py --results results/demo --seed 0 1 2 \\
         --override d_model=64 --override n_heads=4 --steps 500 --every 50
@@ -32,12 +33,9 @@ from barista.data import SegmentDataset
 from barista.evaluation import decoded, pretraining, read_recordings
 from barista.models import BaristaEncoder
 from barista.training.common import seed_of
-from barista.training.diagnostics import (
-    load_masked_latent_model,
-    masked_latent_scores,
-    probe_auroc,
-)
+from barista.training.diagnostics import load_masked_latent_model, masked_latent_scores
 from barista.training.pretrain import PretrainConfig, load_pretrained, model_config, pretrain
+from barista.training.probe import probe_auroc
 from barista.training.reconstruct import evaluate_channels, train_head
 
 DEMO_CONFIG = Path(__file__).parents[1] / "config" / "config.yaml"
@@ -87,7 +85,9 @@ def reconstruction_r2(args, model_path: Path, recordings: list[str],
 
 
 def probe(args, encoder: BaristaEncoder, recordings: list[str]) -> dict:
-    return {rec: probe_auroc(encoder, args.results, rec, args.task) for rec in recordings}
+    """Probe AUROC per task and recording."""
+    return {task: {rec: probe_auroc(encoder, args.results, rec, task)["probe_auroc"]
+                   for rec in recordings} for task in args.task}
 
 
 def main() -> None:
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--task", default="speech_vs_nonspeech")
+    parser.add_argument("--task", nargs="+", default=["speech_vs_nonspeech", "sentence_onset"])
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "pretraining_transition.json")
     args = parser.parse_args()
@@ -122,9 +122,11 @@ def main() -> None:
         torch.manual_seed(seed_of(seed, "random_init", args.encode))
         random_init = BaristaEncoder(model_config(args.results, args.encode, args.size,
                                                   overrides))
-        probes = {"pretrained": probe(args, pretrained, targets),
-                  "random_init": probe(args, random_init, targets)}
-        summary = {name: float(np.mean(list(p.values()))) for name, p in probes.items()}
+        every = sorted(table["recording"])
+        probes = {"pretrained": probe(args, pretrained, every),
+                  "random_init": probe(args, random_init, every)}
+        summary = {name: {task: float(np.mean(list(p.values()))) for task, p in by_task.items()}
+                   for name, by_task in probes.items()}
         print(f"seed {seed}: probe AUROC {summary}", flush=True)
         print(f"seed {seed}: reconstruction R^2 {reconstruction}", flush=True)
         runs.append({"seed": seed, "curve": curve, "probe_auroc": probes,

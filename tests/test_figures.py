@@ -339,3 +339,18 @@ def test_cli_writes_png_pdf_csv_and_markdown(tmp_path, decoding_table):
         assert (out / f"decoding_grid.{ext}").stat().st_size > 0
     assert (out / "decoding_grid.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["figures", "comparison", "--out", str(out / "x")]) == 1  # no --decoding
+
+
+def test_probe_table_reads_only_the_probe_rows(tmp_path, decoding_table):
+    from barista.cli import main
+
+    encoders = decoding_table[decoding_table["model"] != "linear"]
+    probe = encoders.assign(metric="probe_auroc", value=0.5 + 0.4 * (encoders["value"] % 0.1))
+    path = tmp_path / "decoding.parquet"
+    pd.concat([decoding_table, probe]).to_parquet(path)
+    assert main(["figures", "table", "--metric", "probe_auroc", "--decoding", str(path),
+                 "--out", str(tmp_path / "probe_table")]) == 0
+    assert (tmp_path / "probe_table.md").read_text().startswith("# Results: frozen-probe AUROC")
+    cells = pd.read_csv(tmp_path / "probe_table.csv")
+    assert "linear" not in set(cells["model"])  # the floor has no encoder to probe
+    assert cells["mean"].between(0.5, 0.54).all()

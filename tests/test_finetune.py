@@ -1,5 +1,7 @@
 """Finetuning, the linear floor and the reconstruction head on data with a known answer."""
 
+import shutil
+
 import mne
 import numpy as np
 import pandas as pd
@@ -7,11 +9,12 @@ import pytest
 import torch
 
 from barista import segments
+from barista.errors import DataError
 from barista.models import BaristaEncoder, preset
 from barista.tokens import write_tokens
 from barista.training.baselines import band_power_features, linear_baseline
-from barista.training.diagnostics import probe_auroc
 from barista.training.finetune import FinetuneConfig, TokenWeightingHead, auroc, finetune
+from barista.training.probe import probe_auroc, token_states
 
 SFREQ, N_WINDOW, N_PATCHES, N_CH = 128.0, 128, 4, 4
 REC = "sub-01_ses-01_task-t"
@@ -42,7 +45,11 @@ def results(tmp_path_factory):
                           "segment": np.arange(n_windows), "onset_s": onsets / SFREQ,
                           "label": labels})
     index.to_parquet(out / "index.parquet")
-    split = segments.random_split(index, {"train": 0.6, "val": 0.2, "test": 0.2}, (0, REC))
+    split = pd.concat([
+        segments.random_split(index, {"train": 0.6, "val": 0.2, "test": 0.2}, (0, REC)),
+        segments.chronological_folds(index, onsets / SFREQ, N_WINDOW / SFREQ,
+                                     raw.n_times / SFREQ, n_folds=5, buffer_s=1.0)],
+        ignore_index=True)
     split.insert(0, "recording", REC)
     split.to_parquet(out / "splits.parquet")
     pd.DataFrame({"recording": REC, "subject": "01", "session": "01", "channel": names,
@@ -121,8 +128,48 @@ def test_rpnt_encoder_finetunes_with_its_patch_embedding_frozen(results):
         assert torch.equal(before, after)
 
 
-def test_probe_finds_the_oscillation_a_random_encoder_keeps(results):
+def _probe_encoder():
     torch.manual_seed(0)
-    encoder = BaristaEncoder(preset("demo", patch_samples=32, n_patches=4,
-                                    encode_scale="parcel", vocab_size=8, dropout=0.0))
-    assert probe_auroc(encoder, results, REC, TASK) > 0.9
+    return BaristaEncoder(preset("demo", patch_samples=32, n_patches=4, encode_scale="parcel",
+                                 vocab_size=8, dropout=0.0))
+
+
+def test_probe_finds_the_oscillation_a_random_encoder_keeps(results):
+    out = probe_auroc(_probe_encoder(), results, REC, TASK)
+    assert out["probe_auroc"] > 0.9
+    # the five test blocks of 24 windows each; windows straddling a block edge are never tested
+    assert out["probe_folds"] == 5 and 100 <= out["probe_windows"] <= 120
+
+
+def test_token_states_are_each_windows_own_tokens_in_order(results):
+    from barista.data import SegmentDataset, collate_packed
+
+    encoder = _probe_encoder()
+    data = SegmentDataset(results, TASK, encode_scale="parcel", split_kind=None,
+                          recordings=[REC])
+    features = token_states(encoder, data, batch_size=7)  # batches end mid-way, on purpose
+    assert features.shape == (len(data), N_CH * N_PATCHES * encoder.config.d_model)
+    for i in (0, 8, len(data) - 1):
+        with torch.no_grad():
+            alone = encoder(collate_packed([data[i]]))
+        np.testing.assert_allclose(features[i], alone.reshape(-1).numpy(), atol=1e-5)
+
+
+def test_probe_never_trains_on_the_windows_it_scores(results, tmp_path):
+    """Labels shuffled away from the signal: a probe that saw its test windows would fit
+    them (there are more features than windows); an honest one is at chance."""
+    shutil.copytree(results, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "segments" / REC / "index.parquet"
+    index = pd.read_parquet(path)
+    index["label"] = np.random.default_rng(1).permutation(index["label"].to_numpy())
+    index.to_parquet(path)
+    assert abs(probe_auroc(_probe_encoder(), tmp_path, REC, TASK)["probe_auroc"] - 0.5) < 0.15
+
+
+def test_probe_names_the_file_without_chronological_folds(results, tmp_path):
+    shutil.copytree(results, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "segments" / REC / "splits.parquet"
+    splits = pd.read_parquet(path)
+    splits[splits["split_kind"] == "random"].to_parquet(path)
+    with pytest.raises(DataError, match="splits.parquet.*chronological"):
+        probe_auroc(_probe_encoder(), tmp_path, REC, TASK)

@@ -12,13 +12,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_data import make_recording  # noqa: E402
 
-from barista.data import SegmentDataset, collate_packed  # noqa: E402
-from barista.models import BaristaEncoder, preset  # noqa: E402
+from barista.data import SegmentDataset  # noqa: E402
+from barista.models import preset  # noqa: E402
 from barista.tokens import write_tokens  # noqa: E402
 from barista.training.diagnostics import (  # noqa: E402
     load_masked_latent_model,
     masked_latent_scores,
-    pooled_states,
 )
 from barista.training.pretrain import (  # noqa: E402
     MaskedLatentModel,
@@ -172,20 +171,6 @@ def test_loader_reads_model_and_checkpoint_alike(results, tmp_path):
     a = masked_latent_scores(from_model, windows(results))
     b = masked_latent_scores(from_ckpt, windows(results))
     assert a == b  # masks are seeded: same model, same tokens, same score
-
-
-def test_pooled_states_average_each_window_over_its_own_channels(results):
-    data = windows(results)
-    torch.manual_seed(0)
-    encoder = BaristaEncoder(preset("demo", patch_samples=data[0]["x"].shape[-1],
-                                    n_patches=data[0]["x"].shape[1], encode_scale="parcel",
-                                    vocab_size=16, dropout=0.0, **SMALL))
-    first, last = data[0], data[len(data) - 1]
-    assert first["x"].shape[0] != last["x"].shape[0]  # 6 and 4 channels
-    features, _ = pooled_states(encoder, data)
-    for i, sample in ((0, first), (len(data) - 1, last)):
-        alone = encoder.eval()(collate_packed([sample])).mean((0, 1))
-        assert torch.allclose(torch.from_numpy(features[i]), alone, atol=1e-5)
 
 
 def shared_component_batch(generator: torch.Generator, n_windows=16, n_channels=24,

@@ -42,6 +42,11 @@ def test_both_models_in_every_setting(study):
     auroc = table[table["metric"] == "auroc"]
     for model in ("barista", "random_init", "linear", "rpnt"):
         assert set(auroc.loc[auroc["model"] == model, "split_kind"]) == SETTINGS, model
+    # every encoder is also probed frozen, over the chronological folds of the session
+    probe = table[table["metric"] == "probe_auroc"]
+    for model in ("barista", "random_init", "rpnt"):
+        assert set(probe.loc[probe["model"] == model, "split_kind"]) == SETTINGS, model
+    assert probe["value"].between(0, 1).all()
     # sub-02 is held out of pretraining; sub-01's second session too
     kinds = auroc.groupby("recording")["split_kind"].first().to_dict()
     assert kinds == {"sub-01_ses-01_task-listen_run-01": "within_session",

@@ -57,6 +57,9 @@ def draw(args):
                                  ground_truth=load.read_ground_truth(args.bids_root))
 
 
+METRIC_NAMES = {"auroc": "test AUROC", "probe_auroc": "frozen-probe AUROC"}
+
+
 def make(args) -> dict:
     """Draw ``args.figure`` to ``<args.out>.png``, ``.pdf`` and ``.csv`` (the ``table`` figure
     writes ``.md`` and ``.csv``). Returns a summary for the log."""
@@ -70,7 +73,9 @@ def make(args) -> dict:
         from .tables import write_results_table
 
         _need(args, "decoding")
-        table = write_results_table(tidy(load.read_table(args.decoding), "auroc"), out)
+        metric = getattr(args, "metric", "auroc")
+        table = write_results_table(tidy(load.read_table(args.decoding), metric), out,
+                                    METRIC_NAMES.get(metric, metric))
     else:
         from .style import layout_problems, save
 

@@ -101,9 +101,10 @@ def results_table(rows: pd.DataFrame, metric_name: str = "test AUROC",
     return "\n".join(lines), cells[columns]
 
 
-def write_results_table(rows: pd.DataFrame, stem: str | Path) -> pd.DataFrame:
+def write_results_table(rows: pd.DataFrame, stem: str | Path,
+                        metric_name: str = "test AUROC") -> pd.DataFrame:
     """Write ``<stem>.md`` and ``<stem>.csv``; returns the table."""
-    markdown, table = results_table(rows)
+    markdown, table = results_table(rows, metric_name)
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.md").write_text(markdown, encoding="utf-8")
     table.to_csv(f"{stem}.csv", index=False, float_format="%.6g", lineterminator="\n")

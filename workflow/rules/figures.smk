@@ -46,6 +46,8 @@ if config["finetune"]["tasks"]:
         f"importance/{e}-{m}_{t}" for e, m in scale_pairs() for t in config["finetune"]["tasks"]
     ]
     FIGURE_TABLES += [f"{FIGURES}/results_table.md", f"{FIGURES}/results_table.csv"]
+    if config["evaluation"]["probe"]:
+        FIGURE_TABLES += [f"{FIGURES}/probe_table.md", f"{FIGURES}/probe_table.csv"]
 if config["reconstruct"]["enabled"]:
     FIGURE_NAMES += ["reconstruction", "reconstruction_channels"]
 
@@ -189,6 +191,29 @@ rule results_table:
         "../envs/barista.yaml"
     shell:
         "python -m barista figures table --decoding {input} --out {params.stem} > {log} 2>&1"
+
+
+rule probe_table:
+    input:
+        f"{RESULTS}/decoding.parquet",
+    output:
+        md=f"{FIGURES}/probe_table.md",
+        csv=report(
+            f"{FIGURES}/probe_table.csv",
+            caption="../report/probe_table.rst",
+            category="decoding",
+            subcategory="all tasks",
+            labels={"figure": "4b frozen-probe table", "scale": "all"},
+        ),
+    params:
+        stem=out_stem,
+    log:
+        f"{LOGS}/figures/probe_table.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista figures table --metric probe_auroc --decoding {input} "
+        "--out {params.stem} > {log} 2>&1"
 
 
 rule fig_finetuning_curves:
