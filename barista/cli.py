@@ -199,7 +199,7 @@ def cmd_finetune(args) -> dict:
             "split_kind": _setting(args, cfg), **_entities(args.recording)}
     sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
                 "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
-                "random_init": ("model", "finetune", "evaluation")}[args.model]
+                "random_init": ("model", "pretrain", "finetune", "evaluation")}[args.model]
     summary = {}
     for seed in args.seeds:
         out = _finetune_seed(args, cfg, seed)
@@ -215,12 +215,9 @@ def cmd_finetune(args) -> dict:
 
 
 def _finetune_seed(args, cfg: dict, seed: int) -> dict:
-    import torch
 
-    from .models import BaristaEncoder
-    from .training.common import seed_of
     from .training.finetune import FinetuneConfig, finetune
-    from .training.pretrain import load_pretrained, model_config
+    from .training.pretrain import initial_encoder, load_pretrained, model_config
 
     ft = {k: v for k, v in cfg["finetune"].items()
           if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
@@ -232,9 +229,10 @@ def _finetune_seed(args, cfg: dict, seed: int) -> dict:
 
         encoder, _ = load_rpnt_encoder(args.pretrained)
     else:
-        torch.manual_seed(seed_of(seed, "random_init", args.encode))
-        encoder = BaristaEncoder(model_config(Path(args.results), args.encode,
-                                              cfg["model"]["size"], cfg["model"]["overrides"]))
+        # the pretraining runs' starting point, so the comparison isolates pretraining
+        encoder = initial_encoder(model_config(Path(args.results), args.encode,
+                                               cfg["model"]["size"], cfg["model"]["overrides"]),
+                                  cfg["pretrain"]["seed"])
     probe = {}
     if cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
         from .training.common import pick_device

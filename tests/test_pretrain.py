@@ -49,6 +49,24 @@ def run(results, out, **kw):
                     size="demo", model_overrides=SMALL, cfg=cfg, progress=False, **kw)
 
 
+def test_random_init_baseline_is_where_pretraining_starts(results, tmp_path):
+    """With a zero learning rate one step changes nothing: the model pretraining writes is its
+    starting point, which the random-init baseline must reproduce weight for weight."""
+    from barista.models import BaristaConfig
+    from barista.training.pretrain import initial_encoder, load_pretrained
+
+    cfg = PretrainConfig(epochs=1, max_steps=1, batch_size=8, lr=0.0, weight_decay=0.0,
+                         device="cpu", seed=4)
+    pretrain(results, tmp_path, encode_scale="parcel", mask_scale="parcel", recordings=RECS,
+             size="demo", model_overrides=SMALL, cfg=cfg, progress=False)
+    start, state = load_pretrained(tmp_path / "model.pt", tokenizer="online")
+    config = BaristaConfig(**state["config"])
+    twin, other = initial_encoder(config, 4).state_dict(), initial_encoder(config, 5).state_dict()
+    for name, value in start.state_dict().items():
+        assert torch.equal(value, twin[name]), name
+    assert any(not torch.equal(v, other[k]) for k, v in twin.items())  # the seed matters
+
+
 def test_resume_equals_uninterrupted(results, tmp_path):
     whole = run(results, tmp_path / "whole")
     stopped = run(results, tmp_path / "killed", stop_after=5)  # mid-epoch, between checkpoints

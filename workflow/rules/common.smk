@@ -63,10 +63,13 @@ def as_json(*sections):
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)
 
 
-def scoped_json(sections, *scales):
-    """Config sections plus the options of the scales a job uses: a job is re-run when they
-    change, and not when another scale's options do."""
+def scoped_json(sections, *scales, keys=()):
+    """Config sections plus the options of the scales a job uses (and single ``section.key``
+    options): a job is re-run when they change, and not when another scale's options do."""
     cfg = {s: config[s] for s in sections}
+    for dotted in keys:
+        section, key = dotted.split(".")
+        cfg.setdefault(section, {})[key] = config[section][key]
     cfg["scales"] = {s: config["scales"][s] for s in scales}
     return json.dumps(cfg, sort_keys=True)
 

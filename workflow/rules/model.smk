@@ -68,7 +68,10 @@ rule finetune_random_init:
     params:
         seeds=SEED_ARGS,
         out_dir=seeds_dir,
-        cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode),
+        # the random-init model is the encoder pretraining starts from: pretrain.seed's
+        cfg=lambda wc: scoped_json(
+            ["model", "finetune", "evaluation"], wc.encode, keys=["pretrain.seed"]
+        ),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
         f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}.log",
