@@ -32,9 +32,14 @@ from barista.config import load_config
 from barista.data import SegmentDataset
 from barista.evaluation import decoded, pretraining, read_recordings
 from barista.models import BaristaEncoder
-from barista.training.common import seed_of
 from barista.training.diagnostics import load_masked_latent_model, masked_latent_scores
-from barista.training.pretrain import PretrainConfig, load_pretrained, model_config, pretrain
+from barista.training.pretrain import (
+    PretrainConfig,
+    initial_encoder,
+    load_pretrained,
+    model_config,
+    pretrain,
+)
 from barista.training.probe import probe_auroc
 from barista.training.reconstruct import evaluate_channels, train_head
 
@@ -119,9 +124,9 @@ def main() -> None:
             pretrained, _ = load_pretrained(work / "model.pt")
             reconstruction = reconstruction_r2(args, work / "model.pt", recordings,
                                                [r for r in targets if r not in recordings])
-        torch.manual_seed(seed_of(seed, "random_init", args.encode))
-        random_init = BaristaEncoder(model_config(args.results, args.encode, args.size,
-                                                  overrides))
+        # the twin: what this run started from (the DAG's random-init baseline)
+        random_init = initial_encoder(model_config(args.results, args.encode, args.size,
+                                                   overrides), seed)
         every = sorted(table["recording"])
         probes = {"pretrained": probe(args, pretrained, every),
                   "random_init": probe(args, random_init, every)}
