@@ -202,7 +202,8 @@ def cmd_finetune(args) -> dict:
                 "random_init": ("model", "pretrain", "finetune", "evaluation")}[args.model]
     summary = {}
     for seed in args.seeds:
-        out = _finetune_seed(args, cfg, seed)
+        # the encoder is the same for every seed: its frozen probe is scored once
+        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0])
         out_dir = Path(args.out_dir) / f"seed{seed}"
         out_dir.mkdir(parents=True, exist_ok=True)
         rows(out["metrics"], **keys, seed=seed, config_hash=result_hash(cfg, *sections)
@@ -214,7 +215,7 @@ def cmd_finetune(args) -> dict:
     return summary
 
 
-def _finetune_seed(args, cfg: dict, seed: int) -> dict:
+def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
 
     from .training.finetune import FinetuneConfig, finetune
     from .training.pretrain import initial_encoder, load_pretrained, model_config
@@ -233,16 +234,16 @@ def _finetune_seed(args, cfg: dict, seed: int) -> dict:
         encoder = initial_encoder(model_config(Path(args.results), args.encode,
                                                cfg["model"]["size"], cfg["model"]["overrides"]),
                                   cfg["pretrain"]["seed"])
-    probe = {}
-    if cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
+    scores = {}
+    if probe and cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
         from .training.common import pick_device
         from .training.probe import probe_auroc
 
-        probe = probe_auroc(encoder, args.results, args.recording, args.task,
-                            device=pick_device(cfg["model"]["device"]))
+        scores = probe_auroc(encoder, args.results, args.recording, args.task,
+                             device=pick_device(cfg["model"]["device"]))
     out = finetune(args.results, encoder, recording=args.recording, task=args.task,
                    mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
-    out["metrics"].update(probe)
+    out["metrics"].update(scores)
     return out
 
 

@@ -173,3 +173,31 @@ def test_probe_names_the_file_without_chronological_folds(results, tmp_path):
     splits[splits["split_kind"] == "random"].to_parquet(path)
     with pytest.raises(DataError, match="splits.parquet.*chronological"):
         probe_auroc(_probe_encoder(), tmp_path, REC, TASK)
+
+
+def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
+    """Every finetuning seed starts from the same encoder (the random-init model is the
+    pretraining's starting point), so its probe is one row, not one per seed: duplicated rows
+    would shrink the s.e.m. of the probe table."""
+    import json
+
+    from barista.cli import main
+
+    recordings = tmp_path / "recordings.tsv"
+    pd.DataFrame({"recording": [REC], "subject": ["01"], "session": ["01"], "task": ["t"],
+                  "run": [""]}).to_csv(recordings, sep="\t", index=False)
+    params = {"model": {"size": "demo", "overrides": {"d_model": 16, "n_layers": 1,
+                                                      "n_heads": 2, "ffn_hidden": 32},
+                        "device": "cpu", "threads": 1},
+              "finetune": {"epochs": 1, "batch_size": 16, "warmup_epochs": 1},
+              "evaluation": {"settings": ["within_session"]}, "pretrain": {"seed": 3},
+              "scales": {"parcel": {}}}
+    assert main(["finetune", "--params", json.dumps(params), "--results", str(results),
+                 "--model", "random_init", "--encode", "parcel", "--task", TASK,
+                 "--recording", REC, "--recordings", str(recordings), "--seeds", "0", "1",
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    rows = pd.concat(pd.read_parquet(tmp_path / "out" / f"seed{s}" / "metrics.parquet")
+                     for s in (0, 1))
+    probe = rows[rows["metric"] == "probe_auroc"]
+    assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.9
+    assert (rows["metric"] == "auroc").sum() == 2

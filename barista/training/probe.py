@@ -5,8 +5,11 @@ states (BrainBERT, Population Transformer, Neuroprobe), because finetuning a who
 session's few dozen windows mostly measures the finetuning. Here a ridge classifier reads the
 states of every token of a window (channels x patches x d, nothing pooled) and is scored across
 the recording's chronological folds: fold ``k`` trains on its ``train`` windows and scores its
-``test`` block, whose buffer keeps every overlapping window out of training. Each tested window
-is scored once, by the fold that held it out, and one AUROC is computed over all of them. The
+``test`` block, whose buffer keeps every overlapping window out of training. The score is the
+AUROC of each test block, averaged with weights by the block's size: one AUROC over the pooled
+blocks would compare scores of different fits, and where the class balance drifts from block to
+block (fewer positives in training, more in the test block) that pooling falls below chance
+with no signal at all. Blocks that hold one class rank nothing and are left out. The
 ridge penalty is chosen by leave-one-out error on each fold's training windows alone (closed
 form, cheap even with more features than windows), so the test block never picks it.
 """
@@ -70,8 +73,8 @@ def probe_auroc(encoder: nn.Module, results: str | Path, recording: str, task: s
                 device: str | torch.device = "cpu") -> dict:
     """Chronologically cross-validated AUROC of a ridge classifier on frozen token states.
 
-    Returns ``probe_auroc`` (over every tested window), ``probe_windows`` (how many were
-    tested) and ``probe_folds``.
+    Returns ``probe_auroc`` (the size-weighted mean over test blocks), ``probe_windows`` (how
+    many windows were scored) and ``probe_folds`` (how many blocks held both classes).
     """
     scale = getattr(encoder.config, "encode_scale", None)
     windows = SegmentDataset(results, task, encode_scale=scale, mask_scale=None,
@@ -81,19 +84,21 @@ def probe_auroc(encoder: nn.Module, results: str | Path, recording: str, task: s
     x = token_states(encoder, windows, batch_size=batch_size, device=device)
     y = windows.index["label"].to_numpy()
     roles = chronological_roles(results, recording, task).reindex(windows.index["segment"])
-    scores = np.full(len(y), np.nan)
+    aurocs, sizes = [], []
     for fold in roles.columns:
         train = (roles[fold] == "train").to_numpy()
         test = (roles[fold] == "test").to_numpy()
-        if not test.any():
+        if len(np.unique(y[test])) < 2:  # a block of one class ranks nothing
             continue
         if np.bincount(y[train], minlength=2).min() < 2:
             raise DataError(f"{recording}, fold {fold}: fewer than 2 '{task}' training windows "
                             "of a class for the probe")
         probe = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=alphas))
-        scores[test] = probe.fit(x[train], y[train]).decision_function(x[test])
-    tested = ~np.isnan(scores)
-    if len(np.unique(y[tested])) < 2:
-        raise DataError(f"{recording}: the chronological test blocks of '{task}' hold one class")
-    return {"probe_auroc": float(roc_auc_score(y[tested], scores[tested])),
-            "probe_windows": int(tested.sum()), "probe_folds": int(roles.shape[1])}
+        scores = probe.fit(x[train], y[train]).decision_function(x[test])
+        aurocs.append(roc_auc_score(y[test], scores))
+        sizes.append(int(test.sum()))
+    if not aurocs:
+        raise DataError(f"{recording}: no chronological test block of '{task}' holds both "
+                        "classes")
+    return {"probe_auroc": float(np.average(aurocs, weights=sizes)),
+            "probe_windows": int(sum(sizes)), "probe_folds": len(aurocs)}
