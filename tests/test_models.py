@@ -277,7 +277,7 @@ def test_coordinate_embedding_starts_with_similarity_falling_with_distance():
 
     def sim(a, b):
         e = emb(None, torch.tensor([a, b], dtype=torch.float32))
-        return float(e[0] @ e[1])
+        return float((e[0] @ e[1]).detach())
 
     origin = [-40.0, -20.0, 8.0]
     near = [-43.5, -20.0, 8.0]  # the next contact on a shaft
