@@ -216,7 +216,6 @@ def cmd_finetune(args) -> dict:
 
 
 def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
-
     from .training.finetune import FinetuneConfig, finetune
     from .training.pretrain import initial_encoder, load_pretrained, model_config
 
