@@ -221,7 +221,8 @@ def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
 
     ft = {k: v for k, v in cfg["finetune"].items()
           if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
-    ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"])
+    ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
+                            cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
     if args.model == "barista":
         encoder, _ = load_pretrained(args.pretrained)
     elif args.model == "rpnt":
@@ -252,7 +253,8 @@ def cmd_linear(args) -> dict:
 
     cfg = _params(args)
     metrics = linear_baseline(args.results, recording=args.recording, task=args.task, seed=0,
-                              split_kind=cfg["evaluation"]["window_split"])
+                              split_kind=cfg["evaluation"]["window_split"],
+                              cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
     table = rows(metrics, model="linear", encode_scale=NONE, mask_scale=NONE, task=args.task,
                  seed=0, split_kind=_setting(args, cfg), **_entities(args.recording),
                  config_hash=result_hash(cfg, "evaluation"))

@@ -10,6 +10,7 @@ is ever needed.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -130,6 +131,19 @@ class SegmentDataset(Dataset):
         samples = [self[i] for i in range(len(self))]
         self._memory = [transform(s) if transform else s for s in samples]
         return self
+
+    def subset(self, positions: Sequence[int]) -> SegmentDataset:
+        """The windows at ``positions`` as a dataset of their own, sharing the files and any
+        samples already held in memory (cross-validation folds of one loaded session)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        view = copy.copy(self)
+        view.index = self.index.iloc[positions].reset_index(drop=True)
+        view._recordings = self._recordings[positions]
+        view._segments = self._segments[positions]
+        view._labels = self._labels[positions]
+        if self._memory is not None:
+            view._memory = [self._memory[i] for i in positions]
+        return view
 
     def _ids(self, root: Path, scale: str, column: str) -> dict[str, np.ndarray]:
         path = root / "tokens" / scale / "channels.parquet"

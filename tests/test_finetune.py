@@ -201,3 +201,91 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
     probe = rows[rows["metric"] == "probe_auroc"]
     assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.9
     assert (rows["metric"] == "auroc").sum() == 2
+
+
+# --- cross-validated evaluation over the chronological folds (window_split: chrono) ---------
+
+
+def _roles(results):
+    from barista.data import SegmentDataset
+    from barista.training.folds import chronological_roles
+
+    data = SegmentDataset(results, TASK, encode_scale=None, split_kind=None, recordings=[REC])
+    roles = chronological_roles(results, REC, TASK).reindex(data.index["segment"])
+    return roles, data.index["label"].to_numpy()
+
+
+def test_cross_validation_tests_each_window_once_and_never_trains_on_it(results):
+    from barista.training.folds import cross_validation_folds
+
+    roles, labels = _roles(results)
+    folds = cross_validation_folds(roles, labels, val_fraction=0.1, seed=0)
+    assert len(folds) == 5
+    tested = np.concatenate([f["test"] for f in folds.values()])
+    assert len(tested) == len(np.unique(tested))  # no window tested twice
+    for name, fold in folds.items():
+        train, val, test = (set(fold[r].tolist()) for r in ("train", "val", "test"))
+        assert not (train & val or train & test or val & test)
+        # training windows are the segmenter's, minus the carved validation share
+        assert train < set(np.flatnonzero(roles[name].to_numpy() == "train").tolist())
+        assert set(labels[fold["val"]].tolist()) == {0, 1}
+        assert set(np.flatnonzero(roles[name].to_numpy() == "val").tolist()) <= val
+    again = cross_validation_folds(roles, labels, val_fraction=0.1, seed=0)
+    other = cross_validation_folds(roles, labels, val_fraction=0.1, seed=1)
+    assert all(np.array_equal(again[k]["val"], folds[k]["val"]) for k in folds)
+    assert any(not np.array_equal(other[k]["val"], folds[k]["val"]) for k in folds)
+
+
+def test_cross_validation_skips_a_one_class_block_and_names_a_starved_fold(results):
+    from barista.training.folds import cross_validation_folds
+
+    roles, labels = _roles(results)
+    one_class = labels.copy()
+    block = roles["chrono2"].to_numpy() == "test"
+    one_class[block] = 1
+    assert "chrono2" not in cross_validation_folds(roles, one_class, val_fraction=0.1, seed=0)
+    with pytest.raises(DataError, match=f"{REC}, fold chrono2: fewer than 2 'x' training"):
+        cross_validation_folds(roles, np.where(block, labels, 1), val_fraction=0.1, seed=0,
+                               recording=REC, task="x")
+
+
+def test_cross_validated_finetuning_starts_every_fold_from_the_same_weights(results,
+                                                                           monkeypatch):
+    from barista.training import finetune as ft
+
+    torch.manual_seed(0)
+    encoder = BaristaEncoder(preset("demo", patch_samples=N_WINDOW // N_PATCHES,
+                                    n_patches=N_PATCHES, encode_scale="parcel", vocab_size=4,
+                                    d_model=16, n_layers=1, n_heads=2, ffn_hidden=32))
+    start = {k: v.clone() for k, v in encoder.state_dict().items()}
+    seen, fit = [], ft._fit
+
+    def recording_fit(enc, sets, *args, **kwargs):
+        seen.append(all(torch.equal(v, start[k]) for k, v in enc.state_dict().items()))
+        return fit(enc, sets, *args, **kwargs)
+
+    monkeypatch.setattr(ft, "_fit", recording_fit)
+    cfg = FinetuneConfig(epochs=10, batch_size=16, lr_pretrained=1e-3, lr_head=1e-2,
+                         warmup_epochs=1, patience=10, device="cpu", seed=0)
+    out = finetune(results, encoder, recording=REC, task=TASK, mask_scale=None,
+                   split_kind="chrono", cfg=cfg)
+    assert seen == [True] * 5  # the weights a fold trained never reach the next one
+    m = out["metrics"]
+    assert m["n_folds"] == 5 and m["auroc"] > 0.8
+    # every window of a test block is tested once: 24 per block minus straddlers
+    assert 100 <= m["n_test"] <= 120 and 70 < m["n_train"] < 96  # 96: all but a block
+    assert sorted(out["curve"]["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert list(out["importance"]["channel"]) == ["A1", "A2", "A3", "A4"]
+
+
+def test_cross_validated_linear_floor_scores_every_block(results):
+    metrics = linear_baseline(results, recording=REC, task=TASK, seed=0, split_kind="chrono")
+    assert metrics["auroc"] > 0.95 and metrics["n_folds"] == 5
+    assert 100 <= metrics["n_test"] <= 120
+
+
+def test_cross_validated_scores_average_blocks_not_pool_them():
+    from barista.training.folds import weighted_mean
+
+    assert weighted_mean([1.0, 0.5, float("nan")], [30, 10, 5]) == pytest.approx(0.875)
+    assert np.isnan(weighted_mean([float("nan")], [3]))

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from ..data import SegmentDataset
 from ..errors import DataError
 from .finetune import auroc
+from .folds import CROSS_VALIDATED, chronological_roles, cross_validation_folds, weighted_mean
 
 BANDS = ((1, 4), (4, 8), (8, 13), (13, 30), (30, 70), (70, 150), (150, 300))
 
@@ -37,24 +38,54 @@ def _arrays(ds: SegmentDataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_baseline(results: str | Path, *, recording: str, task: str, seed: int,
-                    split_kind: str = "random", cs=(0.01, 0.1, 1.0, 10.0)) -> dict:
-    """Fit on train, choose the regularisation on val, report test AUROC."""
+                    split_kind: str = "random", cs=(0.01, 0.1, 1.0, 10.0),
+                    cv_val_fraction: float = 0.1) -> dict:
+    """Fit on train, choose the regularisation on val, report test AUROC.
+
+    ``split_kind`` ``chrono`` runs every chronological fold (:mod:`barista.training.folds`) and
+    reports the test-size-weighted mean AUROC, as finetuning does.
+    """
+    if split_kind == CROSS_VALIDATED:
+        windows = SegmentDataset(results, task, encode_scale=None, split_kind=None,
+                                 recordings=[recording])
+        if len(windows) == 0:
+            raise DataError(f"{recording}: no '{task}' windows")
+        x, y = _arrays(windows)
+        feats = band_power_features(x, windows.files[recording].meta["sfreq"])
+        roles = chronological_roles(results, recording, task).reindex(windows.index["segment"])
+        folds = cross_validation_folds(roles, y, val_fraction=cv_val_fraction, seed=seed,
+                                       recording=recording, task=task)
+        fits = [_fit({r: (feats[pos], y[pos]) for r, pos in fold.items()}, cs, seed)
+                for fold in folds.values()]
+        sizes = [len(fold["test"]) for fold in folds.values()]
+        return {"auroc": weighted_mean([f["auroc"] for f in fits], sizes),
+                "val_auroc": float(np.nanmean([f["val_auroc"] for f in fits])),
+                "C": float(np.exp(np.mean(np.log([f["C"] for f in fits])))),
+                "n_train": float(np.mean([len(f["train"]) for f in folds.values()])),
+                "n_test": int(sum(sizes)), "n_folds": len(fits)}
     sets = {role: SegmentDataset(results, task, encode_scale=None, split_kind=split_kind,
                                  roles=(role,), recordings=[recording])
             for role in ("train", "val", "test")}
     if any(len(ds) == 0 for ds in sets.values()):
         raise DataError(f"{recording}: a split of '{task}' is empty")
     sfreq = sets["train"].files[recording].meta["sfreq"]
-    data = {r: _arrays(ds) for r, ds in sets.items()}
-    feats = {r: band_power_features(x, sfreq) for r, (x, _) in data.items()}
+    data = {}
+    for role, ds in sets.items():
+        x, y = _arrays(ds)
+        data[role] = (band_power_features(x, sfreq), y)
+    return {**_fit(data, cs, seed), "n_train": len(sets["train"]), "n_test": len(sets["test"])}
+
+
+def _fit(data: dict, cs, seed: int) -> dict:
+    """Logistic regression on ``data['train']`` for each C; the best on ``val`` is tested."""
     best = None
     for c in cs:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000,
                                                                  random_state=seed))
-        clf.fit(feats["train"], data["train"][1])
-        val = auroc(data["val"][1], clf.predict_proba(feats["val"])[:, 1])
+        clf.fit(*data["train"])
+        val = auroc(data["val"][1], clf.predict_proba(data["val"][0])[:, 1])
         if best is None or np.nan_to_num(val, nan=-1) > np.nan_to_num(best[0], nan=-1):
             best = (val, c, clf)
     val, c, clf = best
-    return {"auroc": auroc(data["test"][1], clf.predict_proba(feats["test"])[:, 1]),
-            "val_auroc": val, "C": c, "n_train": len(sets["train"]), "n_test": len(sets["test"])}
+    return {"auroc": auroc(data["test"][1], clf.predict_proba(data["test"][0])[:, 1]),
+            "val_auroc": val, "C": c}

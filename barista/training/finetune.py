@@ -26,6 +26,7 @@ from ..data import SegmentDataset, make_loader
 from ..errors import DataError
 from ..models import BaristaEncoder
 from .common import autocast, pick_device, seed_everything, seed_of, to_device, warmup_decay
+from .folds import CROSS_VALIDATED, chronological_roles, cross_validation_folds, weighted_mean
 
 log = logging.getLogger(__name__)
 FREEZE_POLICIES = ("paper", "release", "none")
@@ -45,6 +46,7 @@ class FinetuneConfig:
     decay: float = 0.99
     patience: int = 15
     freeze: str = "paper"
+    cv_val_fraction: float = 0.1  # window_split chrono: share of each fold's training windows
     seed: int = 0
     device: str = "auto"
 
@@ -120,44 +122,102 @@ def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
 def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, task: str,
              mask_scale: str | None, split_kind: str = "random",
              cfg: FinetuneConfig | None = None) -> dict:
-    """Finetune ``encoder`` (modified in place) on one recording's task; returns metrics.
+    """Finetune ``encoder`` on one recording's task; returns metrics.
+
+    ``split_kind`` is ``random`` or ``chronoK`` (one split; ``encoder`` is finetuned in place)
+    or ``chrono``: every chronological fold in turn, each from a fresh copy of ``encoder``
+    (:mod:`barista.training.folds`), with ``auroc`` the test-size-weighted mean over folds.
 
     Returns a dict with ``metrics`` (test/val AUROC at the best validation epoch, best epoch),
-    ``curve`` (one row per epoch) and ``importance`` (per-channel head weight magnitude).
+    ``curve`` (one row per epoch, and per fold) and ``importance`` (per-channel head weight
+    magnitude, averaged over folds).
     """
     cfg = cfg or FinetuneConfig()
     device = pick_device(cfg.device)
     seed_everything(seed_of(cfg.seed, recording, task))
     scale = encoder.config.encode_scale
+    if split_kind == CROSS_VALIDATED:
+        return _cross_validated(results, encoder, recording, task, mask_scale, cfg, device)
     sets = {role: SegmentDataset(results, task, encode_scale=scale, mask_scale=mask_scale,
                                  split_kind=split_kind, roles=(role,), recordings=[recording])
             for role in ("train", "val", "test")}
     for role, ds in sets.items():
         if len(ds) == 0:
             raise DataError(f"{recording}: no '{task}' windows in the {split_kind} {role} split")
-    n_channels = len(sets["train"].files[recording].channels)
-    model = Decoder(encoder, n_channels).to(device)
-    apply_freeze(model.encoder, cfg.freeze)
-    # one session's windows are few and read every epoch: keep them in memory, with the
-    # frozen CNN's output computed once instead of every epoch
+    apply_freeze(encoder, cfg.freeze)
+    for ds in sets.values():
+        _load_windows(ds, encoder, device)
+    return _fit(encoder, sets, recording, cfg, device)
+
+
+def _cross_validated(results, encoder, recording, task, mask_scale, cfg, device) -> dict:
+    """Every chronological fold from the same starting weights; the windows are read (and
+    their frozen CNN features computed) once for all folds."""
+    windows = SegmentDataset(results, task, encode_scale=encoder.config.encode_scale,
+                             mask_scale=mask_scale, split_kind=None, recordings=[recording])
+    if len(windows) == 0:
+        raise DataError(f"{recording}: no '{task}' windows to finetune on")
+    roles = chronological_roles(results, recording, task).reindex(windows.index["segment"])
+    folds = cross_validation_folds(roles, windows.index["label"].to_numpy(),
+                                   val_fraction=cfg.cv_val_fraction, seed=cfg.seed,
+                                   recording=recording, task=task)
+    start = copy.deepcopy(encoder.state_dict())
+    apply_freeze(encoder, cfg.freeze)
+    _load_windows(windows, encoder, device)
+    outs = []
+    for k, (fold, positions) in enumerate(folds.items()):
+        encoder.load_state_dict(start)
+        seed_everything(seed_of(cfg.seed, recording, task, fold))
+        sets = {role: windows.subset(pos) for role, pos in positions.items()}
+        out = _fit(encoder, sets, recording, cfg, device, seed=seed_of(cfg.seed, fold))
+        out["curve"].insert(0, "fold", k)
+        outs.append(out)
+    sizes = [o["metrics"]["n_test"] for o in outs]
+    metrics = {
+        "auroc": weighted_mean([o["metrics"]["auroc"] for o in outs], sizes),
+        "val_auroc": float(np.nanmean([o["metrics"]["val_auroc"] for o in outs])),
+        "best_epoch": float(np.mean([o["metrics"]["best_epoch"] for o in outs])),
+        "epochs_run": float(np.mean([o["metrics"]["epochs_run"] for o in outs])),
+        "n_train": float(np.mean([o["metrics"]["n_train"] for o in outs])),
+        "n_test": int(sum(sizes)), "n_folds": len(outs)}
+    importance = pd.concat([o["importance"] for o in outs])
+    importance = importance.groupby("channel", sort=False, as_index=False)["weight"].mean()
+    return {"metrics": metrics, "curve": pd.concat([o["curve"] for o in outs],
+                                                   ignore_index=True),
+            "importance": importance}
+
+
+def _load_windows(ds: SegmentDataset, encoder: BaristaEncoder, device) -> None:
+    """Keep a session's windows in memory (few, read every epoch), with the frozen CNN's output
+    computed once instead of every epoch."""
     cnn = getattr(encoder, "tokenizer", None)  # RPNT embeds patches linearly: nothing to cache
     frozen_cnn = cnn is not None and not any(p.requires_grad for p in cnn.cnn.parameters())
+    if not frozen_cnn:
+        ds.load_into_memory()
+        return
+    cnn.to(device).eval()
 
     @torch.no_grad()
     def with_features(sample):
         return {**sample, "features": cnn.features(sample["x"].to(device)).cpu()}
 
-    if frozen_cnn:
-        cnn.eval()
-    for ds in sets.values():
-        ds.load_into_memory(with_features if frozen_cnn else None)
+    ds.load_into_memory(with_features)
+
+
+def _fit(encoder: BaristaEncoder, sets: dict, recording: str, cfg: FinetuneConfig, device,
+         seed: int | None = None) -> dict:
+    """Train a new head (and the unfrozen encoder) on ``sets['train']``; early stopping on
+    ``val``; the test AUROC of the best validation epoch."""
+    seed = cfg.seed if seed is None else seed
+    n_channels = len(sets["train"].files[recording].channels)
+    model = Decoder(encoder, n_channels).to(device)
     groups = [
         {"params": [p for p in model.encoder.parameters() if p.requires_grad],
          "lr": cfg.lr_pretrained},
         {"params": list(model.head.parameters()), "lr": cfg.lr_head},
     ]
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    train_loader = make_loader(sets["train"], cfg.batch_size, seed=seed_of(cfg.seed, "ft"))
+    train_loader = make_loader(sets["train"], cfg.batch_size, seed=seed_of(seed, "ft"))
     steps_per_epoch = len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_decay(
         s, steps_per_epoch, cfg.warmup_epochs, cfg.decay, start_factor=cfg.warmup_start))
@@ -171,7 +231,7 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
         total = 0.0
         for batch in train_loader:
             batch = to_device(batch, device)
-            torch.manual_seed(seed_of(cfg.seed, "dropout", step))
+            torch.manual_seed(seed_of(seed, "dropout", step))
             with autocast(device):
                 loss = F.cross_entropy(model(batch).float(), batch["label"])
             optimizer.zero_grad(set_to_none=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.linear_model import RidgeClassifierCV
 from sklearn.metrics import roc_auc_score
@@ -30,6 +29,7 @@ from torch import nn
 from ..data import SegmentDataset, collate_packed
 from ..errors import DataError
 from .common import autocast, to_device
+from .folds import chronological_roles, weighted_mean
 
 ALPHAS = tuple(np.logspace(-1, 5, 7))
 
@@ -53,19 +53,6 @@ def token_states(encoder: nn.Module, windows: SegmentDataset, *, batch_size: int
         out.append(states.reshape(len(samples), -1).numpy())
     encoder.train(was_training)
     return np.concatenate(out)
-
-
-def chronological_roles(results: str | Path, recording: str, task: str) -> pd.DataFrame:
-    """Role of every window of ``task`` in each chronological fold: segments x folds."""
-    path = Path(results) / "segments" / recording / "splits.parquet"
-    if not path.exists():
-        raise DataError(f"{path} missing: build the segments first")
-    splits = pd.read_parquet(path)
-    splits = splits[(splits["kind"] == task) & splits["split_kind"].str.startswith("chrono")]
-    if splits.empty:
-        raise DataError(f"{path}: no chronological folds of '{task}' (config "
-                        "'splits.chronological.n_folds')")
-    return splits.pivot(index="segment", columns="split_kind", values="role")
 
 
 def probe_auroc(encoder: nn.Module, results: str | Path, recording: str, task: str, *,
@@ -100,5 +87,5 @@ def probe_auroc(encoder: nn.Module, results: str | Path, recording: str, task: s
     if not aurocs:
         raise DataError(f"{recording}: no chronological test block of '{task}' holds both "
                         "classes")
-    return {"probe_auroc": float(np.average(aurocs, weights=sizes)),
+    return {"probe_auroc": weighted_mean(aurocs, sizes),
             "probe_windows": int(sum(sizes)), "probe_folds": len(aurocs)}
