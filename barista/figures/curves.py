@@ -92,9 +92,10 @@ def pretraining(history: pd.DataFrame) -> Drawn:
 
 
 def finetuning(curves: pd.DataFrame) -> Drawn:
-    """Validation AUROC per epoch, mean ± s.e.m. over the runs (sessions x seeds) still
-    training at that epoch, per task. Early stopping ends runs at different epochs: a line is
-    drawn while at least half of its runs reach the epoch (the CSV has every epoch and n)."""
+    """Validation AUROC per epoch, mean ± s.e.m. over the runs (sessions x seeds, and x folds
+    under ``window_split: chrono``) still training at that epoch, per task. Early stopping
+    ends runs at different epochs: a line is drawn while at least half of its runs reach the
+    epoch (the CSV has every epoch and n)."""
     if curves.empty:
         table = pd.DataFrame()
     else:
@@ -144,5 +145,6 @@ def finetuning(curves: pd.DataFrame) -> Drawn:
                 handles.append(Line2D([], [], color="#666666", label=pretty(model),
                                       linestyle=variant_style(model, encode, mask)["linestyle"]))
         fig.legend(handles=handles, loc="outside lower center", ncol=len(handles),
-                   title="line = mean ± s.e.m. over sessions x seeds; colour = encode scale")
+                   title="line = mean ± s.e.m. over runs (sessions x seeds x folds); "
+                         "colour = encode scale")
         return fig, table
