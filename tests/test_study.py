@@ -88,3 +88,15 @@ def test_finetune_change_reruns_only_finetuning_and_what_follows(study):
     upstream = {"pretrain", "pretrain_rpnt", "reconstruct", "segment", "linear_baseline"}
     assert not upstream & set(jobs)
     (study / "config.yaml").write_text(yaml.safe_dump(STUDY))  # the dry run rewrote it
+
+
+def test_evaluation_split_change_never_retrains_a_model(study):
+    """How finetuning is scored (a single split or every chronological fold) decides the
+    finetuning and the linear floor, not the pretrained models or their reconstruction."""
+    changed = copy.deepcopy(STUDY)
+    changed["evaluation"]["window_split"] = "chrono"
+    jobs = planned_jobs(snakemake(study, "-n", config=changed, target="all"))
+    assert jobs["finetune_pretrained"] == jobs["finetune_random_init"] == 4
+    assert jobs["linear_baseline"] == 4
+    assert not {"pretrain", "pretrain_rpnt", "reconstruct", "segment"} & set(jobs)
+    (study / "config.yaml").write_text(yaml.safe_dump(STUDY))

@@ -63,6 +63,11 @@ def as_json(*sections):
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)
 
 
+# which recordings pretrain and which are held out: all that pretraining and reconstruction
+# take from 'evaluation', so changing how finetuning is evaluated never retrains a model
+HELDOUT_KEYS = ["evaluation.heldout_sessions", "evaluation.heldout_subjects"]
+
+
 def scoped_json(sections, *scales, keys=()):
     """Config sections plus the options of the scales a job uses (and single ``section.key``
     options): a job is re-run when they change, and not when another scale's options do."""

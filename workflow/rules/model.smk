@@ -11,7 +11,7 @@ rule pretrain:
         model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
         history=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/history.parquet",
     params:
-        cfg=lambda wc: scoped_json(["model", "pretrain", "evaluation"], wc.encode, wc.mask),
+        cfg=lambda wc: scoped_json(["model", "pretrain"], wc.encode, wc.mask, keys=HELDOUT_KEYS),
         results=lambda wc, input: os.path.dirname(input.recordings),
         launch=pretrain_launcher(),
     log:
@@ -97,7 +97,9 @@ rule pretrain_rpnt:
         model=f"{RESULTS}/models/rpnt/model.pt",
         history=f"{RESULTS}/models/rpnt/history.parquet",
     params:
-        cfg=scoped_json(["model", "pretrain", "rpnt", "evaluation"], config["rpnt"]["encode_scale"]),
+        cfg=scoped_json(
+            ["model", "pretrain", "rpnt"], config["rpnt"]["encode_scale"], keys=HELDOUT_KEYS
+        ),
         results=lambda wc, input: os.path.dirname(input.recordings),
         launch=pretrain_launcher(),
     log:
@@ -168,7 +170,7 @@ rule reconstruct:
         f"{RESULTS}/reconstruct/{{encode}}-{{mask}}/channels.parquet",
     params:
         cfg=lambda wc: scoped_json(
-            ["model", "pretrain", "reconstruct", "evaluation"], wc.encode, wc.mask
+            ["model", "pretrain", "reconstruct"], wc.encode, wc.mask, keys=HELDOUT_KEYS
         ),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
