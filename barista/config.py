@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -132,3 +135,21 @@ def config_hash(section: Any) -> str:
 def active_scales(cfg: Mapping[str, Any]) -> list[str]:
     """Scales to build, in canonical order."""
     return [s for s in SCALES if s in cfg["scales"]]
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs this process may use, without importing torch (the Snakefile asks at
+    parse time, and importing torch costs seconds): ``CUDA_VISIBLE_DEVICES`` when set, else the
+    devices ``nvidia-smi -L`` lists, else 0."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [d for d in visible.split(",") if d.strip()]
+        return 0 if not ids or ids[0].strip() == "-1" else len(ids)
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines())

@@ -4,9 +4,8 @@ import json
 import os
 
 import pandas as pd
-import torch
 
-from barista.config import active_scales, validate_config
+from barista.config import active_scales, validate_config, visible_gpus
 from barista.evaluation import decoded
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
@@ -23,7 +22,7 @@ ARCHITECTURES = config["model"]["architectures"]
 
 # GPU jobs ask for one GPU where one is visible, so two never share it; on a CPU-only machine
 # they ask for none and run side by side on the cores. Cluster profiles set it explicitly.
-GPU_PER_JOB = 1 if torch.cuda.is_available() else 0
+GPU_PER_JOB = 1 if visible_gpus() else 0
 
 
 SEED_ARGS = " ".join(str(s) for s in config["finetune"]["seeds"])
