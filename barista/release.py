@@ -33,11 +33,11 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import numpy as np
-import torch
 
 from .download import (
     _HEADERS,
@@ -51,7 +51,11 @@ from .download import (
     _size_of,
 )
 from .errors import BaristaError, DataError, DownloadError
-from .models import BaristaEncoder, preset
+
+if TYPE_CHECKING:  # torch and the models load only with a checkpoint (the CLI imports this)
+    import torch
+
+    from .models import BaristaEncoder
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +221,8 @@ def _transfer(url: str, part: Path, timeout: float) -> str:
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint; fetch one with `barista release download "
                         f"NAME` ({', '.join(RELEASES)})")
@@ -338,6 +344,10 @@ def load_release(path: Path, *, name: str | None = None, patch_samples: int = 51
         go to the first / second half (``[:h]`` / ``[h:]``) of ``ffn.gate_value``; the rotary
         ``inv_freq`` is checked against ours, not loaded.
     """
+    import torch
+
+    from .models import BaristaEncoder, preset
+
     path = Path(path)
     if patch_samples != RELEASE_GEOMETRY["patch_samples"]:
         raise DataError(
