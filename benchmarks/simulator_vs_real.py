@@ -16,12 +16,14 @@ demo's first recording (sub-01, ses-01, full length) and one with the real recor
 as the pipeline reads them.
 
     python benchmarks/simulator_vs_real.py \\
-        --out benchmarks/results/simulator_vs_real.json --markdown table.md
+        --out benchmarks/results/simulator_vs_real.json --markdown table.md \\
+        --figure docs/notes/simulator_vs_real.png
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import subprocess
@@ -34,14 +36,15 @@ import mne_bids
 import numpy as np
 import yaml
 
-from barista import reference, signal_stats
+from barista import reference, signal_stats, simulate
 from barista.preprocess import notch, notch_frequencies
 from barista.simulate import simulate_dataset
 
 REFERENCES = ("none", "car", "bipolar", "laplacian")
 BROADBAND_HZ = (1.0, 150.0)
 HIGH_GAMMA_HZ = (70.0, 150.0)
-SLOPE_RANGES_HZ = {"2-40": (2.0, 40.0), "40-150": (40.0, 150.0)}
+# 70-110 Hz: inside the simulator's high-gamma band (70-120 Hz), where a flat floor would show
+SLOPE_RANGES_HZ = {"2-40": (2.0, 40.0), "40-150": (40.0, 150.0), "70-110": (70.0, 110.0)}
 FAR_MM = 30.0
 LINE_MAX_HZ = 240.0  # the harmonics below both recordings' Nyquist (256 Hz for the demo's 512)
 
@@ -79,6 +82,42 @@ def _summaries(values: dict[str, np.ndarray]) -> dict[str, dict]:
     return {name: signal_stats.summary(v) for name, v in values.items()}
 
 
+def median_spectra(rec: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Median Welch spectrum across channels without and with the Laplacian reference."""
+    data = rec["data"] - rec["data"].mean(axis=1, keepdims=True)
+    out = {}
+    for scheme in ("none", "laplacian"):
+        derivs = reference.derivations(rec["names"], scheme)
+        freqs, psd = signal_stats.welch_psd(reference.apply(data, rec["names"], derivs),
+                                            rec["sfreq"])
+        out[scheme] = (freqs, np.median(psd, axis=0))
+    return out
+
+
+def plot_spectra(spectra: dict[str, dict], path: Path) -> None:
+    """Median spectra of every recording, each divided by its mean over 8-12 Hz so that
+    shapes compare (absolute levels depend on the amplifier and the reference)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, scheme in zip(axes, ("none", "laplacian"), strict=True):
+        for label, per in spectra.items():
+            freqs, psd = per[scheme]
+            alpha = (freqs >= 8) & (freqs <= 12)
+            keep = (freqs > 0) & (freqs <= 250)
+            ax.loglog(freqs[keep], psd[keep] / psd[alpha].mean(), label=label, lw=1)
+        ax.set_title(f"reference: {scheme}")
+        ax.set_xlabel("Hz")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("median PSD / its 8-12 Hz mean")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def measure(rec: dict, notch_q: float) -> dict:
     """Every measure of one recording (see the module docstring)."""
     data, sfreq, names = rec["data"], rec["sfreq"], rec["names"]
@@ -101,10 +140,11 @@ def measure(rec: dict, notch_q: float) -> dict:
     for scheme in REFERENCES:
         derivs = reference.derivations(names, scheme)
         referenced = reference.apply(notched, names, derivs)
+        # spectra before the notch, whose skirts reach beyond the interpolated line bins
         anchors = [d.anchor for d in derivs]
         pairs = signal_stats.pair_classes(anchors, np.array([position[a] for a in anchors]),
                                           far_mm=FAR_MM)
-        f_ref, p_ref = signal_stats.welch_psd(referenced, sfreq)
+        f_ref, p_ref = signal_stats.welch_psd(reference.apply(data, names, derivs), sfreq)
         p_ref = signal_stats.without_line_bins(f_ref, p_ref, detected)
         broadband = signal_stats.bandpass(referenced, sfreq, *BROADBAND_HZ)
         envelope = signal_stats.band_envelope(referenced, sfreq, *HIGH_GAMMA_HZ)
@@ -193,6 +233,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=Path("benchmarks/results/simulator_vs_real.json"))
     parser.add_argument("--markdown", type=Path, help="also write the side-by-side table here")
+    parser.add_argument("--figure", type=Path, help="also plot the median spectra here (PNG)")
     args = parser.parse_args()
     mne.set_log_level("ERROR")
     config = yaml.safe_load(args.config.read_text(encoding="utf-8"))
@@ -200,7 +241,9 @@ def main() -> None:
     matched = dict(demo, n_shafts=11, contacts_per_shaft=8, duration_s=20.0)
     notch_q = float(config["preprocess"]["notch_q"])
 
-    recordings = {"real seeg_pat01": measure(real_recording(args.real), notch_q)}
+    real = real_recording(args.real)
+    recordings = {"real seeg_pat01": measure(real, notch_q)}
+    spectra = {"real seeg_pat01": median_spectra(real)}
     with tempfile.TemporaryDirectory() as tmp:
         for label, settings in (("simulated, demo recording", demo),
                                 ("simulated, 88 contacts x 20 s", matched)):
@@ -208,7 +251,11 @@ def main() -> None:
                                       settings)
             recordings[label] = measure(rec, notch_q)
             recordings[label]["simulate_arguments"] = settings
+            spectra[label] = median_spectra(rec)
+    # the commit may hold an uncommitted simulator: its hash says which one ran
+    simulator = hashlib.sha256(Path(simulate.__file__).read_bytes()).hexdigest()[:12]
     result = {"date": date.today().isoformat(), "commit": _git_commit(),
+              "simulate_py_sha256": simulator,
               "python": platform.python_version(), "numpy": np.__version__,
               "mne": mne.__version__, "notch_q": notch_q, "broadband_hz": BROADBAND_HZ,
               "high_gamma_hz": HIGH_GAMMA_HZ, "far_mm": FAR_MM, "recordings": recordings}
@@ -217,6 +264,8 @@ def main() -> None:
     table = markdown_table(recordings)
     if args.markdown:
         args.markdown.write_text(table, encoding="utf-8")
+    if args.figure:
+        plot_spectra(spectra, args.figure)
     print(table)
 
 
