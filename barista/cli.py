@@ -81,7 +81,8 @@ def cmd_preprocess(args) -> dict:
     record = preprocess_recording(bids_path_of(args.bids_root, args.recording), args.out,
                                   cfg["preprocess"])
     return {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
-                                   "BadChannelsDropped", "ChannelsWithoutReference")}
+                                   "BadChannelsDropped", "NonFiniteChannelsDropped",
+                                   "ChannelsWithoutReference")}
 
 
 def cmd_derivative(args) -> dict:
@@ -416,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = args.func(args)
     except BaristaError as err:
         print(f"barista: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        # a full disk, a lost mount, no permission: one line naming the cause (and the file,
+        # where the OS says it), short enough to fit in what space a full disk has left
+        print(f"barista: error: {args.command}: {err}", file=sys.stderr)
         return 1
     log.info("%s done: %s", args.command, json.dumps(summary, default=str))
     return 0

@@ -1,7 +1,8 @@
 """Preprocessing of one iEEG recording into a BIDS derivative.
 
-Steps, in order: read with mne-bids, keep sEEG/ECoG, drop bad channels, notch the line frequency
-and its harmonics (IIR notch, zero phase), re-reference, optional band-pass, resample. The output
+Steps, in order: read with mne-bids, keep sEEG/ECoG, drop bad channels, drop (or refuse) channels
+holding NaN or Inf samples, notch the line frequency and its harmonics (IIR notch, zero phase),
+re-reference, optional band-pass, resample. The output
 is a FIF file under ``derivatives/barista-preproc`` that ``mne.io.read_raw_fif`` reads back, plus a
 JSON sidecar describing exactly what was done.
 """
@@ -98,6 +99,16 @@ def _check_complete(raw: mne.io.BaseRaw, bids_path: BIDSPath) -> None:
                         "looks truncated")
 
 
+def nonfinite_channels(data: np.ndarray, names: list[str], sfreq: float) -> dict[str, float]:
+    """Channels holding a NaN or Inf sample, with the time (s) of their first one."""
+    out = {}
+    for start in range(0, len(data), _CHUNK):  # bounds the boolean temporaries
+        bad = ~np.isfinite(data[start:start + _CHUNK])
+        for row in np.flatnonzero(bad.any(axis=1)):
+            out[names[start + row]] = float(np.argmax(bad[row]) / sfreq)
+    return out
+
+
 def notch_frequencies(line_freq: float, sfreq: float) -> list[float]:
     """Line frequency and every harmonic below Nyquist (the paper stops at 360 Hz)."""
     nyquist = sfreq / 2.0
@@ -148,6 +159,23 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
     positions = {ch["ch_name"]: ch["loc"][:3].copy() for ch in raw.info["chs"]}
     sfreq = raw.info["sfreq"]
     data = raw.get_data()  # float64, volts
+    # before any filter or reference spreads them: one NaN channel would turn every channel
+    # that the reference mixes it into (all of them, for car) into NaN
+    nonfinite = nonfinite_channels(data, good, sfreq)
+    if nonfinite:
+        where = ", ".join(f"{ch} (first at {t:.3f} s)" for ch, t in list(nonfinite.items())[:10])
+        if params["nonfinite"] == "error":
+            raise DataError(f"{fname}: non-finite samples (NaN or Inf) in channel(s) {where}; "
+                            "fix the file, or set config key 'preprocess.nonfinite' to 'drop' "
+                            "to drop such channels")
+        log.warning("%s: dropping channel(s) with non-finite samples (NaN or Inf): %s",
+                    fname, where)
+        keep = [i for i, ch in enumerate(good) if ch not in nonfinite]
+        if not keep:
+            raise DataError(f"{fname}: every channel holds non-finite samples (NaN or Inf): "
+                            f"{where}")
+        data = data[keep]
+        good = [good[i] for i in keep]
 
     line_freq = params["line_freq"] or raw.info["line_freq"]
     if not line_freq:
@@ -195,6 +223,7 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
         "Reference": params["reference"],
         "Bandpass": params["bandpass"],
         "BadChannelsDropped": bads,
+        "NonFiniteChannelsDropped": list(nonfinite),
         "ChannelsWithoutReference": sorted(set(good) - {d.anchor for d in derivs}),
         "Channels": [{"name": d.name, "anchor": d.anchor, "weights": d.weights} for d in derivs],
         "GeneratedBy": {"Name": "barista", "Version": __version__},
