@@ -122,11 +122,15 @@ def cmd_segment(args) -> dict:
 
 
 def cmd_tokens(args) -> dict:
+    from .segments import window_geometry
     from .tokens import write_tokens
 
     cfg = _params(args)
     if args.scale not in cfg["scales"]:
         raise BaristaError(f"scale '{args.scale}' is not in config key 'scales'")
+    # the first step that sees every recording: stop here, not at the models, when the
+    # recordings' windows differ in shape (each signal.parquet lies beside its channels table)
+    window_geometry([Path(f).with_name("signal.parquet") for f in args.channels])
     return write_tokens(args.channels, args.scale, cfg["scales"][args.scale], args.out_dir)
 
 

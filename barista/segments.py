@@ -270,6 +270,36 @@ def _read_windows(raw: mne.io.BaseRaw, picks: list[int], onsets: np.ndarray, n_w
         i = j
 
 
+def window_geometry(signal_files: list[str | Path]) -> dict:
+    """Sampling rate and patch geometry shared by the windows of every recording.
+
+    One model takes windows of one shape: recordings kept at different sampling rates cut
+    windows of different lengths, which used to fail rules later as a reshape error inside
+    the model. Every file's metadata is read (a schema read each, no data).
+    """
+    if not signal_files:
+        raise DataError("no signal.parquet files: run the segment step first")
+    geometry: dict[tuple, list[str]] = {}
+    for path in signal_files:
+        meta = pq.read_schema(path).metadata or {}
+        if b"barista" not in meta:
+            raise DataError(f"{path} is not a barista signal file (no 'barista' metadata)")
+        m = json.loads(meta[b"barista"])
+        key = (float(m["sfreq"]), int(m["n_patches"]), int(m["patch_samples"]))
+        geometry.setdefault(key, []).append(m["recording"])
+    if len(geometry) > 1:
+        groups = "; ".join(f"{sfreq:g} Hz: {', '.join(sorted(recs)[:5])}"
+                           + (f" and {len(recs) - 5} more" if len(recs) > 5 else "")
+                           for (sfreq, _, _), recs in sorted(geometry.items()))
+        raise DataError("recordings are at different sampling rates after preprocessing "
+                        f"({groups}); windows of different lengths cannot share one model. "
+                        "Set config key 'preprocess.resample_hz' (e.g. to "
+                        f"{min(k[0] for k in geometry):g}) to resample every recording to "
+                        "one rate")
+    (sfreq, n_patches, patch_samples), = geometry
+    return {"sfreq": sfreq, "n_patches": n_patches, "patch_samples": patch_samples}
+
+
 def recording_channels(raw: mne.io.BaseRaw, anchors: dict[str, str], localization: pd.DataFrame,
                        session: str) -> pd.DataFrame:
     """Localization of each preprocessed channel (a derived channel takes its anchor's place)."""

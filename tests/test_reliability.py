@@ -102,3 +102,44 @@ def test_full_disk_during_segment_is_reported(sim_bids, tmp_path, monkeypatch, c
     line = next(ln for ln in err.splitlines() if ln.startswith("barista: error:"))
     assert str(out / "signal.parquet") in line and "No space left on device" in line
     assert not list(out.glob("signal.parquet*"))
+
+
+# --- recordings at different sampling rates ---------------------------------------------------
+
+
+def test_mixed_sampling_rates_stop_at_the_tokens_step(sim_bids, tmp_path, capsys):
+    """Two recordings kept at 512 and 256 Hz cut 2 s windows of 1024 and 512 samples; the
+    tokens step, the first to see every recording, stops with the recordings and their rates
+    (it used to pass, and pretraining crashed on a reshape). The model's geometry check reads
+    every recording too, not the first file found."""
+    from barista import cli
+    from barista.config import validate_config
+    from barista.localize import localize_subject
+    from barista.segments import segment_recording
+    from barista.training.pretrain import model_config
+
+    cfg = validate_config({"segments": {"length_s": 2.0, "n_patches": 4, "tasks": []},
+                           "finetune": {"tasks": []}})
+    results = tmp_path / "results"
+    channel_files = []
+    for rec, rate in ((REC, None), (REC.replace("sub-01", "sub-02"), 256.0)):
+        fif = preprocess(sim_bids, tmp_path / "deriv", rec, resample_hz=rate)
+        loc = localize_subject(sim_bids, rec[4:6], ["01"], space=None, need_atlas=False,
+                               white_matter_radius_mm=4.0, label_column=None)
+        segment_recording(fif, None, loc, rec, results / "segments" / rec, cfg["segments"],
+                          cfg["splits"])
+        channel_files.append(str(results / "segments" / rec / "channels.parquet"))
+    code = cli.main(["tokens", "--params", "{}", "--scale", "channel", "--out-dir",
+                     str(results / "tokens" / "channel"), *channel_files])
+    err = capsys.readouterr().err
+    assert code == 1
+    msg = err[err.index("barista: error:"):]
+    assert "different sampling rates" in msg and "preprocess.resample_hz" in msg
+    assert f"512 Hz: {REC}" in msg and "256 Hz: sub-02_ses-01" in msg
+    assert not (results / "tokens" / "channel" / "channels.parquet").exists()
+
+    from barista.tokens import write_tokens
+
+    write_tokens(channel_files, "channel", {}, results / "tokens" / "channel")
+    with pytest.raises(DataError, match="different sampling rates"):
+        model_config(results, "channel", "demo", {})

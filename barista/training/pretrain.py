@@ -137,12 +137,12 @@ def model_config(results: Path, encode_scale: str, size: str, overrides: dict) -
     vocab = results / "tokens" / encode_scale / "vocab.parquet"
     if not vocab.exists():
         raise DataError(f"{vocab} missing: build the '{encode_scale}' tokens first")
-    signal = next((results / "segments").glob("*/signal.parquet"), None)
-    if signal is None:
+    signals = sorted((results / "segments").glob("*/signal.parquet"))
+    if not signals:
         raise DataError(f"no segments under {results / 'segments'}")
-    from ..data import SignalFile
+    from ..segments import window_geometry
 
-    meta = SignalFile(signal).meta
+    meta = window_geometry(signals)  # every recording's, so mixed rates are an error here too
     return preset(size, patch_samples=meta["patch_samples"], n_patches=meta["n_patches"],
                   encode_scale=encode_scale,
                   vocab_size=int(pd.read_parquet(vocab)["token_id"].max()) + 1, **overrides)
