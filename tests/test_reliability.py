@@ -15,7 +15,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
-from test_bad_input import REC, localize, preprocess, rec_file, segment
+from test_bad_input import REC, SPACE, ieeg, localize, preprocess, rec_file, segment
 
 from barista.errors import DataError
 
@@ -143,3 +143,107 @@ def test_mixed_sampling_rates_stop_at_the_tokens_step(sim_bids, tmp_path, capsys
     write_tokens(channel_files, "channel", {}, results / "tokens" / "channel")
     with pytest.raises(DataError, match="different sampling rates"):
         model_config(results, "channel", "demo", {})
+
+
+# --- duplicated names -------------------------------------------------------------------------
+
+
+def test_duplicate_contact_in_electrodes_tsv(sim_copy):
+    """A contact listed twice (a real dataset lists two STN contacts again with the other
+    hemisphere's coordinates): which row is right is unknown, so it is an error."""
+
+    tsv = ieeg(sim_copy) / f"sub-01_ses-01_space-{SPACE}_electrodes.tsv"
+    lines = tsv.read_text().splitlines(keepends=True)
+    la2 = next(ln for ln in lines if ln.startswith("LA2\t"))
+    lines.append(la2.replace("\t-", "\t"))  # the same name, mirrored to the other hemisphere
+    tsv.write_text("".join(lines))
+    with pytest.raises(DataError) as err:
+        localize(sim_copy)
+    assert str(tsv) in str(err.value) and "listed more than once: ['LA2']" in str(err.value)
+
+
+# --- truncated raw files ----------------------------------------------------------------------
+
+
+def drop_recording_duration(root: Path) -> None:
+    sidecar = rec_file(root, "ieeg.json")
+    meta = json.loads(sidecar.read_text())
+    del meta["RecordingDuration"]
+    sidecar.write_text(json.dumps(meta))
+
+
+def test_truncated_eeg_without_recording_duration(sim_copy, tmp_path):
+    """Half a BrainVision file, whole samples, no RecordingDuration: mne reads 15 s of the 30
+    without a word; the events after the end tell."""
+    drop_recording_duration(sim_copy)
+    eeg = rec_file(sim_copy, "ieeg.eeg")
+    frame = 4 * N_CHANNELS
+    eeg.write_bytes(eeg.read_bytes()[:(eeg.stat().st_size // frame // 2) * frame])
+    with pytest.raises(DataError) as err:
+        preprocess(sim_copy, tmp_path)
+    msg = str(err.value)
+    assert str(rec_file(sim_copy, "ieeg.vhdr")) in msg and "truncated" in msg
+    assert str(rec_file(sim_copy, "events.tsv")) in msg and "holds 14.998 s of data" in msg
+
+
+def test_truncated_eeg_mid_sample(sim_copy, tmp_path):
+    """Cut inside a sample, with neither RecordingDuration nor events: the file's size tells."""
+    drop_recording_duration(sim_copy)
+    rec_file(sim_copy, "events.tsv").unlink()
+    eeg = rec_file(sim_copy, "ieeg.eeg")
+    eeg.write_bytes(eeg.read_bytes()[:eeg.stat().st_size // 2 + 6])
+    with pytest.raises(DataError) as err:
+        preprocess(sim_copy, tmp_path)
+    msg = str(err.value)
+    assert str(rec_file(sim_copy, "ieeg.vhdr")) in msg and "truncated" in msg
+    assert "not a whole number of samples" in msg
+
+
+def write_edf(path: Path, data: np.ndarray, sfreq: int, names: list[str]) -> None:
+    """A minimal EDF file: 1 s data records, int16 samples scaled to +-1 mV."""
+    n_ch, n = data.shape
+    n_records = n // sfreq
+
+    def field(value, width):
+        return str(value).ljust(width)[:width].encode("ascii")
+
+    head = (field(0, 8) + field("X X X X", 80) + field("Startdate X X X X", 80)
+            + field("01.01.01", 8) + field("00.00.00", 8) + field(256 * (n_ch + 1), 8)
+            + field("", 44) + field(n_records, 8) + field(1, 8) + field(n_ch, 4))
+    for width, values in ((16, names), (80, [""] * n_ch), (8, ["uV"] * n_ch),
+                          (8, [-1000] * n_ch), (8, [1000] * n_ch), (8, [-32768] * n_ch),
+                          (8, [32767] * n_ch), (80, [""] * n_ch), (8, [sfreq] * n_ch),
+                          (32, [""] * n_ch)):
+        head += b"".join(field(v, width) for v in values)
+    digital = np.clip(np.round(data / 1000 * 32767), -32768, 32767).astype("<i2")
+    records = digital[:, :n_records * sfreq].reshape(n_ch, n_records, sfreq).transpose(1, 0, 2)
+    path.write_bytes(head + records.tobytes())
+
+
+def test_truncated_edf(tmp_path):
+    """mne reads an EDF file shorter than its header says from its size (with a warning that
+    the pipeline's quiet reading hides); the header's record count tells."""
+    from barista.preprocess import truncation
+
+    edf = tmp_path / "rec.edf"
+    write_edf(edf, np.random.default_rng(0).uniform(-500, 500, (3, 10 * 64)), 64,
+              ["LA1", "LA2", "LA3"])
+    assert mne.io.read_raw_edf(edf, verbose="error").n_times == 640 and truncation(edf) is None
+    edf.write_bytes(edf.read_bytes()[:-3 * 64 * 2 * 4 - 10])  # 4 records and a bit less
+    assert mne.io.read_raw_edf(edf, verbose="error").n_times == 5 * 64  # no complaint
+    assert truncation(edf) == "its header declares 10 data records, the file holds 5"
+
+
+# --- duplicated channel names in the recording ------------------------------------------------
+
+
+def test_duplicate_channel_name_in_recording(sim_copy, tmp_path):
+    """mne renames a repeated name (LA1-0, LA1-1) and then fails on units, a message that
+    never says 'duplicate'; the header is read first and the repeated name reported."""
+    vhdr = rec_file(sim_copy, "ieeg.vhdr")
+    vhdr.write_text(vhdr.read_text(encoding="utf-8").replace("Ch7=LA2,", "Ch7=LA1,"),
+                    encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        preprocess(sim_copy, tmp_path)
+    assert str(vhdr) in str(err.value)
+    assert "channel names recorded more than once: ['LA1']" in str(err.value)
