@@ -277,7 +277,11 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
     freqs = notch_frequencies(float(line_freq), sfreq)
     notch(data, sfreq, freqs, params["notch_q"])
 
-    derivs = reference.derivations(good, params["reference"])
+    types = dict(zip(raw.ch_names, raw.get_channel_types(), strict=True))
+    try:  # positions tell a grid's neighbours (same row) from the next number (next row)
+        derivs = reference.derivations(good, params["reference"], positions, types)
+    except DataError as err:
+        raise DataError(f"{fname}: {err}") from None
     if not derivs:
         raise DataError(f"{fname}: re-reference '{params['reference']}' leaves no channel "
                         "(need shaft-style names such as LA1, LA2, LA3 with both neighbours)")

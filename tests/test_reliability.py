@@ -247,3 +247,41 @@ def test_duplicate_channel_name_in_recording(sim_copy, tmp_path):
         preprocess(sim_copy, tmp_path)
     assert str(vhdr) in str(err.value)
     assert "channel names recorded more than once: ['LA1']" in str(err.value)
+
+
+# --- shaft references and real neighbours -----------------------------------------------------
+
+
+def edit_tsv(path: Path, edit) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(edit(ln) for ln in lines))
+
+
+def test_preprocess_references_by_position(sim_copy, tmp_path):
+    """Preprocessing passes the contacts' positions to the Laplacian: a contact 30 mm off its
+    shaft is nobody's neighbour, and ECoG contacts without positions stop the run."""
+    tsv = ieeg(sim_copy) / f"sub-01_ses-01_space-{SPACE}_electrodes.tsv"
+    before = json.loads(preprocess(sim_copy, tmp_path / "a").with_suffix(".json").read_text())
+    la = {c["name"] for c in before["Channels"] if c["name"].startswith("LA")}
+    assert la == {"LA2", "LA3"}  # LA5 is marked bad, so LA4 lacks a neighbour
+
+    def displace(line):
+        if not line.startswith("LA3\t"):
+            return line
+        name, x, y, z, size = line.rstrip("\n").split("\t")
+        return "\t".join([name, x, str(float(y) + 30.0), z, size]) + "\n"
+
+    edit_tsv(tsv, displace)
+    after = json.loads(preprocess(sim_copy, tmp_path / "b").with_suffix(".json").read_text())
+    assert not {c["name"] for c in after["Channels"] if c["name"].startswith("LA")}
+    assert {"LA2", "LA3"} <= set(after["ChannelsWithoutReference"])
+
+    # the LT shaft as ECoG contacts without positions: a grid or a strip? unknown
+    edit_tsv(rec_file(sim_copy, "channels.tsv"),
+             lambda ln: ln.replace("\tSEEG\t", "\tECOG\t") if ln.startswith("LT") else ln)
+    edit_tsv(tsv, lambda ln: "" if ln.startswith("LT") else ln)
+    with pytest.raises(DataError) as err:
+        preprocess(sim_copy, tmp_path / "c")
+    msg = str(err.value)
+    assert str(rec_file(sim_copy, "ieeg.vhdr")) in msg and "ECoG contacts ['LT" in msg
+    assert "preprocess.reference" in msg
