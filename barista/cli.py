@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
     p.add_argument("--out", required=True)
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="*", help="none: a table without rows (nothing decoded)")
     from .figures import FIGURE_NAMES
 
     p = add("figures", cmd_figures, "draw one figure or table of the study (docs/figures.md)")

@@ -285,3 +285,165 @@ def test_preprocess_references_by_position(sim_copy, tmp_path):
     msg = str(err.value)
     assert str(rec_file(sim_copy, "ieeg.vhdr")) in msg and "ECoG contacts ['LT" in msg
     assert "preprocess.reference" in msg
+
+
+# --- the workflow: config files, datasets without positions or task events --------------------
+
+REPO = Path(__file__).resolve().parents[1]
+needs_snakemake = pytest.mark.skipif(shutil.which("snakemake") is None,
+                                     reason="needs snakemake")
+
+
+def run_snakemake(workdir: Path, args: list[str], ok: bool = True) -> str:
+    """Snakemake with the repository's Snakefile, run in ``workdir`` (as a user would from a
+    checkout, with the results in ``workdir``)."""
+    import os
+    import subprocess
+
+    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    # the rules' `python -m barista` must import this checkout's package
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=workdir,
+                          env=env)
+    log = done.stdout + done.stderr
+    assert (done.returncode == 0) == ok, log[-4000:]
+    return log
+
+
+def planned(log: str) -> dict[str, int]:
+    from test_workflow import planned_jobs
+
+    return planned_jobs(log)
+
+
+def set_key(cfg: dict, dotted: str, value) -> None:
+    section, key = dotted.split(".")
+    cfg.setdefault(section, {})[key] = value
+
+
+def readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    return text.split(f"## {title}\n")[1].split("\n## ")[0]
+
+
+def bids_without(tmp_path: Path, patterns: tuple[str, ...], **simulate) -> Path:
+    """A small simulated BIDS dataset with the files matching ``patterns`` removed."""
+    from barista.simulate import simulate_dataset
+
+    root = tmp_path / "bids"
+    simulate_dataset(root, **{"n_subjects": 2, "n_sessions": 1, "duration_s": 24.0,
+                              "sfreq": 256.0, "line_freq": 60.0, "n_shafts": 3,
+                              "contacts_per_shaft": 6, "seed": 3, **simulate})
+    for pattern in patterns:
+        for path in root.rglob(pattern):
+            path.unlink()
+    return root
+
+
+@pytest.mark.slow
+@needs_snakemake
+def test_user_config_replaces_the_demo_lists_and_mappings(tmp_path):
+    """A user's file is the whole configuration: `scales: {channel: {}}` builds one scale,
+    where it used to be merged into the demo's three."""
+    import yaml
+
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(yaml.safe_dump({"dataset": {"name": "mine"}, "scales": {"channel": {}}}))
+    jobs = planned(run_snakemake(tmp_path, ["data", "-n", "--cores", "1", "--configfile",
+                                            str(cfg)]))
+    assert jobs["tokens"] == 1
+    jobs = planned(run_snakemake(tmp_path, ["all", "-n", "--cores", "1", "--configfile",
+                                            str(cfg)]))
+    assert jobs["pretrain"] == 1 and "pretrain_rpnt" not in jobs  # channel-channel only
+
+
+@pytest.mark.slow
+@needs_snakemake
+def test_readme_own_data_recipe_without_positions(tmp_path):
+    """README, 'Your own data', exactly as written, on a dataset without electrode positions:
+    copy config/config.yaml, change the dataset section (the README's local block), apply the
+    README's no-positions sentence, run the README's command. The DAG plans the whole study
+    at the channel scale, and the data stage runs."""
+    import yaml
+
+    root = bids_without(tmp_path, ("*_electrodes.*", "*_coordsystem.json"), n_sessions=2)
+    section = readme_section("Your own data")
+    assert "Copy `config/config.yaml`, change the `dataset` section, and pass it with " \
+        "`--configfile`" in section
+    blocks = section.split("```")
+    local = next(yaml.safe_load(b[len("yaml"):]) for b in blocks[1::2]
+                 if b.startswith("yaml") and "source: local" in b)
+    command = next(b[len("bash"):].strip() for b in blocks[1::2] if b.startswith("bash"))
+    assert command == "snakemake --cores all --configfile my_config.yaml"
+    sentence = ("in your copy replace the `scales` section by\n  `scales: {channel: {}}`, set "
+                "`model.encode_scales` and `model.mask_scales` to `[channel]` and\n  set "
+                "`rpnt.encode_scale` to `channel`.")
+    assert sentence in section
+
+    mine = yaml.safe_load((REPO / "config" / "config.yaml").read_text())  # the copy
+    local["dataset"]["local"]["bids_root"] = str(root)  # the README's /data/mystudy
+    mine["dataset"] = local["dataset"]
+    mine["scales"] = {"channel": {}}
+    set_key(mine, "model.encode_scales", ["channel"])
+    set_key(mine, "model.mask_scales", ["channel"])
+    set_key(mine, "rpnt.encode_scale", "channel")
+    (tmp_path / "my_config.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
+
+    jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
+    assert jobs["tokens"] == 1 and jobs["pretrain"] == 1  # channel-channel
+    run_snakemake(tmp_path, ["data", "--cores", "2", "--configfile", "my_config.yaml"])
+    res = tmp_path / "results" / "mystudy"
+    assert sorted(p.name for p in (res / "tokens").iterdir()) == ["channel"]
+    import pandas as pd
+
+    tokens = pd.read_parquet(res / "tokens" / "channel" / "channels.parquet")
+    assert len(tokens) and (tokens["token_id"] > 0).all()  # every channel its own token
+    # with the recordings known, the whole study's DAG is complete (decoded sessions etc.)
+    jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
+    assert jobs["pretrain"] == jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
+    assert jobs["finetune_pretrained"] == jobs["finetune_rpnt"] > 0
+
+
+@pytest.mark.slow
+@needs_snakemake
+def test_pretraining_only_on_recordings_without_events(tmp_path):
+    """Recordings without task events, pretraining alone on every recording (the README's
+    recipe): the whole workflow runs; the model saw every recording, the decoding table has
+    the result columns and no rows, and only the figures without decoding are drawn."""
+    import pandas as pd
+    import torch
+    import yaml
+
+    from barista.evaluation import RESULT_COLUMNS
+
+    root = bids_without(tmp_path, ("*_events.*",), n_subjects=1, n_sessions=2)
+    section = readme_section("Your own data")
+    sentence = ("copy set `segments.tasks` and `finetune.tasks` to `[]`, "
+                "`evaluation.heldout_sessions` and\n  `evaluation.heldout_subjects` to 0 and "
+                "`reconstruct.enabled` to false.")
+    assert sentence in section
+    mine = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    mine["dataset"] = {"name": "archive", "source": "local", "local": {"bids_root": str(root)}}
+    for key, value in (("segments.tasks", []), ("finetune.tasks", []),
+                       ("evaluation.heldout_sessions", 0), ("evaluation.heldout_subjects", 0),
+                       ("reconstruct.enabled", False)):
+        set_key(mine, key, value)
+    # small and fast: one scale, one model, one epoch
+    mine["scales"] = {"channel": {}}
+    mine["model"].update(architectures=["barista"], encode_scales=["channel"],
+                         mask_scales=["channel"])
+    mine["pretrain"]["epochs"] = 1
+    cfg = tmp_path / "archive.yaml"
+    cfg.write_text(yaml.safe_dump(mine))
+
+    run_snakemake(tmp_path, ["all", "--cores", "2", "--configfile", str(cfg)])
+    res = tmp_path / "results" / "archive"
+    decoding = pd.read_parquet(res / "decoding.parquet")
+    assert decoding.empty and list(decoding.columns) == RESULT_COLUMNS
+    model = torch.load(res / "models" / "barista" / "channel-channel" / "model.pt",
+                       weights_only=False)
+    assert model["recordings"] == ["sub-01_ses-01_task-listen_run-01",
+                                   "sub-01_ses-02_task-listen_run-01"]
+    figures = sorted(p.name for p in (res / "figures").glob("*.png"))
+    assert figures == ["electrodes_lobe.png", "electrodes_parcel.png", "pretraining_curves.png"]
