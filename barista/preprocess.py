@@ -125,6 +125,16 @@ def _check_complete(raw: mne.io.BaseRaw, bids_path: BIDSPath) -> None:
 _ANNOTATIONS = {"EDF Annotations", "BDF Annotations"}
 
 
+def _header_text(vhdr: Path) -> str:
+    """A BrainVision header's text: UTF-8, else Latin-1 (older files' "ANSI" code page), which
+    keeps distinct names distinct where replacing undecodable bytes would not."""
+    data = vhdr.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 def header_channel_names(fname: str | Path) -> list[str] | None:
     """Channel names as a BrainVision or EDF/BDF header lists them, before mne makes repeated
     names unique; ``None`` for other formats or a header that cannot be parsed (mne's reader
@@ -133,7 +143,7 @@ def header_channel_names(fname: str | Path) -> list[str] | None:
     try:
         if fname.suffix.lower() == ".vhdr":
             names, section = [], False
-            for line in fname.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in _header_text(fname).splitlines():
                 line = line.strip()
                 if line.startswith("["):
                     section = line.lower() == "[channel infos]"
@@ -161,7 +171,7 @@ def truncation(fname: str | Path) -> str | None:
     try:
         if fname.suffix.lower() == ".vhdr":
             info = {}
-            for line in fname.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in _header_text(fname).splitlines():
                 key, _, value = line.partition("=")
                 info.setdefault(key.strip().lower(), value.strip())
             width = {"int_16": 2, "int_32": 4, "ieee_float_32": 4}.get(

@@ -89,8 +89,9 @@ class Geometry:
 
     def check(self, scheme: str) -> None:
         if self.unplaced_ecog:
+            names = sorted(self.unplaced_ecog, key=lambda n: parse_contact(n) or (n, 0))
             raise DataError(
-                f"re-reference '{scheme}': ECoG contacts {self.unplaced_ecog[:10]} have no "
+                f"re-reference '{scheme}': ECoG contacts {names[:10]} have no "
                 "position (electrodes.tsv), and their numbering alone does not say which "
                 "contacts of a grid are neighbours (G4 and G5 may lie on different rows); "
                 "add their positions, or set config key 'preprocess.reference' to 'car' or "
