@@ -6,7 +6,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo's config/config.yaml is the configuration only when no --configfile is given: a
+# user's file is the whole configuration (keys it leaves out take the schema's defaults), never
+# merged into the demo's, so its lists and mappings (`scales: {channel: {}}`) are what runs.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

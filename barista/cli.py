@@ -81,7 +81,8 @@ def cmd_preprocess(args) -> dict:
     record = preprocess_recording(bids_path_of(args.bids_root, args.recording), args.out,
                                   cfg["preprocess"])
     return {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
-                                   "BadChannelsDropped", "ChannelsWithoutReference")}
+                                   "BadChannelsDropped", "NonFiniteChannelsDropped",
+                                   "ChannelsWithoutReference")}
 
 
 def cmd_derivative(args) -> dict:
@@ -121,11 +122,15 @@ def cmd_segment(args) -> dict:
 
 
 def cmd_tokens(args) -> dict:
+    from .segments import window_geometry
     from .tokens import write_tokens
 
     cfg = _params(args)
     if args.scale not in cfg["scales"]:
         raise BaristaError(f"scale '{args.scale}' is not in config key 'scales'")
+    # the first step that sees every recording: stop here, not at the models, when the
+    # recordings' windows differ in shape (each signal.parquet lies beside its channels table)
+    window_geometry([Path(f).with_name("signal.parquet") for f in args.channels])
     return write_tokens(args.channels, args.scale, cfg["scales"][args.scale], args.out_dir)
 
 
@@ -413,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
     p.add_argument("--out", required=True)
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="*", help="none: a table without rows (nothing decoded)")
     from .figures import FIGURE_NAMES
 
     p = add("figures", cmd_figures, "draw one figure or table of the study (docs/figures.md)")
@@ -456,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = args.func(args)
     except BaristaError as err:
         print(f"barista: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        # a full disk, a lost mount, no permission: one line naming the cause (and the file,
+        # where the OS says it), short enough to fit in what space a full disk has left
+        print(f"barista: error: {args.command}: {err}", file=sys.stderr)
         return 1
     log.info("%s done: %s", args.command, json.dumps(summary, default=str))
     return 0

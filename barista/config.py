@@ -73,6 +73,9 @@ def validate_config(config: Mapping[str, Any] | None, *, partial: bool = False) 
     if errors:
         lines = [f"config key '{_key_of(e)}': {e.message}" for e in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    for key in ("encode_scales", "mask_scales"):  # null: every scale that is built
+        if cfg["model"][key] is None:
+            cfg["model"][key] = active_scales(cfg)
     if not partial:
         _check_consistency(cfg)
     return cfg
@@ -97,6 +100,11 @@ def _check_consistency(cfg: dict) -> None:
         if missing:
             raise ConfigError(f"config key 'model.{key}' names scales {missing} that are not "
                               "built: add them to config key 'scales'")
+    rpnt_scale = cfg["rpnt"]["encode_scale"]
+    if "rpnt" in cfg["model"]["architectures"] and rpnt_scale not in cfg["scales"]:
+        raise ConfigError(f"config key 'rpnt.encode_scale' names scale '{rpnt_scale}', which is "
+                          f"not built (config key 'scales' has {list(cfg['scales'])}): set it "
+                          "to one of them")
     missing = sorted(set(cfg["finetune"]["tasks"]) - set(cfg["segments"]["tasks"]))
     if missing:
         raise ConfigError(f"config key 'finetune.tasks' names tasks {missing} that config key "

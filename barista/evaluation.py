@@ -46,7 +46,7 @@ def assign_settings(recordings: pd.DataFrame, heldout_sessions: int,
             table.loc[sub.index, "setting"] = "cross_subject"
             continue
         sessions = sorted(sub["session"].unique())
-        if len(sessions) > heldout_sessions:
+        if heldout_sessions and len(sessions) > heldout_sessions:  # [-0:] would be all
             late = sub.index[sub["session"].isin(sessions[-heldout_sessions:])]
             table.loc[late, "setting"] = "cross_session"
     return table.sort_values("recording").reset_index(drop=True)
@@ -91,7 +91,9 @@ def heldout(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
     held = table[table["setting"] != "within_session"]
     if held.empty:
         raise ConfigError("config keys 'evaluation.heldout_sessions'/'heldout_subjects': no "
-                          "session or subject is held out of pretraining")
+                          "session or subject is held out of pretraining, and reconstruction "
+                          "is scored on held-out recordings; to pretrain on every recording, "
+                          "set config key 'reconstruct.enabled' to false")
     return held.reset_index(drop=True)
 
 
@@ -111,7 +113,16 @@ def rows(metrics: dict, **columns) -> pd.DataFrame:
 
 
 def collect(files: list[str | Path], out: str | Path) -> pd.DataFrame:
-    """Concatenate per-job result files into one table, sorted for stable bytes."""
+    """Concatenate per-job result files into one table, sorted for stable bytes.
+
+    No files (pretraining only, no decoding task) make a table with the result columns and
+    no rows."""
+    if not files:
+        table = pd.DataFrame({c: pd.Series(dtype=float if c == "value" else object)
+                              for c in RESULT_COLUMNS})
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(out, index=False)
+        return table
     table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     keys = [c for c in table.columns if c not in ("value", "config_hash")]
     table = table.sort_values(keys).reset_index(drop=True)

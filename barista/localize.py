@@ -85,6 +85,10 @@ def read_electrodes(tsv: Path, coordsystem: Path) -> tuple[pd.DataFrame, str]:
     if units not in _TO_MM:
         raise DataError(f"{coordsystem}: iEEGCoordinateUnits '{units}' is not one of m, cm, mm")
     table["name"] = table["name"].astype(str)
+    repeated = sorted(set(table.loc[table["name"].duplicated(), "name"]))
+    if repeated:  # which row holds the contact's position? (the first used to win, silently)
+        raise DataError(f"{tsv}: contact names listed more than once: {repeated}; each contact "
+                        "needs exactly one row")
     xyz = table[["x", "y", "z"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     xyz = xyz * _TO_MM[units]
     finite = np.abs(xyz[np.isfinite(xyz)])

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 
 from barista.config import active_scales, validate_config, visible_gpus
-from barista.evaluation import decoded
+from barista.evaluation import decoded, heldout
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
 config.update(validate_config(config))
@@ -74,7 +74,9 @@ def scoped_json(sections, *scales, keys=()):
     for dotted in keys:
         section, key = dotted.split(".")
         cfg.setdefault(section, {})[key] = config[section][key]
-    cfg["scales"] = {s: config["scales"][s] for s in scales}
+    # a scale that is not built belongs to a rule that does not run (the RPNT rules' params
+    # are formed even without RPNT; with RPNT, validation requires its scale to be built)
+    cfg["scales"] = {s: config["scales"][s] for s in scales if s in config["scales"]}
     return json.dumps(cfg, sort_keys=True)
 
 
@@ -128,6 +130,8 @@ def scale_pairs():
 def decoding_results(wildcards):
     """Every per-job result file that the decoding table gathers."""
     ft = config["finetune"]
+    if not ft["tasks"]:
+        return []  # pretraining only: the decoding table has no rows
     recs = decoded_recordings()
     files = []
     if "barista" in ARCHITECTURES:
@@ -161,4 +165,7 @@ def decoding_results(wildcards):
 def reconstruction_results(wildcards):
     if "barista" not in ARCHITECTURES:
         return []
+    # reconstruction is scored on held-out recordings: none is an error naming the keys,
+    # now rather than after pretraining
+    heldout(recording_table(), config["evaluation"])
     return [f"{RESULTS}/reconstruct/{e}-{m}/channels.parquet" for e, m in scale_pairs()]
