@@ -96,8 +96,15 @@ def test_release_adds_its_jobs_and_nothing_else(workdir):
 def test_released_parcel_encoder_finetuned_end_to_end(workdir, server):
     wd, cfg = workdir
     url, asked = server
-    run = wd / "results" / "tiny" / "finetune" / "barista_release" / "parcel" / \
-        "speech_vs_nonspeech" / REC / "seed0"
+    finetune = wd / "results" / "tiny" / "finetune"
+    # random init finetuned first without the release: turning it on must not re-run that
+    ours = finetune / "random_init" / "parcel" / "speech_vs_nonspeech" / REC / "seed0"
+    off = copy.deepcopy(cfg)
+    off["finetune"]["barista_release"] = False
+    snakemake(wd, config=off, target=str(ours / "metrics.parquet"))
+    assert planned_jobs(snakemake(wd, "-n", config=cfg, target=str(ours / "metrics.parquet"))) \
+        == {}
+    run = finetune / "barista_release" / "parcel" / "speech_vs_nonspeech" / REC / "seed0"
     snakemake(wd, config=cfg, target=str(run / "metrics.parquet"))
     checkpoint = wd / "resources" / "release" / "parcels_chans.ckpt"
     assert checkpoint.read_bytes() == (OFFICIAL / "parcels_chans.ckpt").read_bytes()
@@ -116,6 +123,9 @@ def test_released_parcel_encoder_finetuned_end_to_end(workdir, server):
     assert "release parcel id" in log and "channels with a known id" in log
     curve = pd.read_parquet(run / "curve.parquet")
     assert set(curve["model"]) == {"barista_release"} and len(curve) >= 2
+    # the same folds and windows as the random-init model of the same session
+    theirs = pd.read_parquet(ours / "metrics.parquet").set_index("metric")["value"]
+    assert metrics["n_test"] == theirs["n_test"] and metrics["n_folds"] == theirs["n_folds"]
 
 
 def test_wrong_checkpoint_bytes_stop_the_download_rule(tmp_path):

@@ -77,10 +77,17 @@ def as_json(*sections):
 HELDOUT_KEYS = ["evaluation.heldout_sessions", "evaluation.heldout_subjects"]
 
 
+# finetune keys that only say which models are finetuned: turning the released encoders (or the
+# random-init runs) on or off adds or removes their jobs and never re-runs the others
+FINETUNE_SWITCHES = ("random_init", "linear_baseline", "barista_release")
+
+
 def scoped_json(sections, *scales, keys=()):
     """Config sections plus the options of the scales a job uses (and single ``section.key``
     options): a job is re-run when they change, and not when another scale's options do."""
     cfg = {s: config[s] for s in sections}
+    if "finetune" in cfg:
+        cfg["finetune"] = {k: v for k, v in cfg["finetune"].items() if k not in FINETUNE_SWITCHES}
     for dotted in keys:
         section, key = dotted.split(".")
         cfg.setdefault(section, {})[key] = config[section][key]
