@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import shutil
 import subprocess
 import threading
@@ -24,11 +25,11 @@ REC = "sub-01_ses-02_task-listen_run-01"  # the held-out session: the one decode
 
 TINY_RELEASE = {
     "dataset": {"name": "tiny", "source": "simulate",
-                "simulate": {"n_subjects": 1, "n_sessions": 2, "duration_s": 75.0,
-                             "sfreq": 2048.0, "n_shafts": 2, "contacts_per_shaft": 5,
+                "simulate": {"n_subjects": 1, "n_sessions": 2, "duration_s": 300.0,
+                             "sfreq": 2048.0, "n_shafts": 3, "contacts_per_shaft": 6,
                              "seed": 7}},
     "preprocess": {"resample_hz": None},
-    "scales": {"parcel": {}},
+    "scales": {"channel": {}, "parcel": {}},
     "segments": {"length_s": 3.0, "n_patches": 12, "tasks": ["speech_vs_nonspeech"]},
     "model": {"size": "demo", "architectures": ["barista"], "encode_scales": ["parcel"],
               "mask_scales": ["channel"]},
@@ -94,38 +95,46 @@ def test_release_adds_its_jobs_and_nothing_else(workdir):
 
 
 def test_released_parcel_encoder_finetuned_end_to_end(workdir, server):
+    """None of ours pretrained (model.architectures: []): random init and the linear floor
+    first, then the release turned on adds its download and finetuning and re-runs nothing."""
     wd, cfg = workdir
     url, asked = server
-    finetune = wd / "results" / "tiny" / "finetune"
-    # random init finetuned first without the release: turning it on must not re-run that
-    ours = finetune / "random_init" / "parcel" / "speech_vs_nonspeech" / REC / "seed0"
+    table = "results/tiny/decoding.parquet"
     off = copy.deepcopy(cfg)
+    off["model"]["architectures"] = []
     off["finetune"]["barista_release"] = False
-    snakemake(wd, config=off, target=str(ours / "metrics.parquet"))
-    assert planned_jobs(snakemake(wd, "-n", config=cfg, target=str(ours / "metrics.parquet"))) \
-        == {}
-    run = finetune / "barista_release" / "parcel" / "speech_vs_nonspeech" / REC / "seed0"
-    snakemake(wd, config=cfg, target=str(run / "metrics.parquet"))
+    snakemake(wd, config=off, target=table)
+    on = copy.deepcopy(off)
+    on["finetune"]["barista_release"] = True
+    assert planned_jobs(snakemake(wd, "-n", config=on, target=table)) == {
+        "download_release": 1, "finetune_release": 1, "decoding_table": 1}
+    snakemake(wd, config=on, target=table)
+
     checkpoint = wd / "resources" / "release" / "parcels_chans.ckpt"
     assert checkpoint.read_bytes() == (OFFICIAL / "parcels_chans.ckpt").read_bytes()
     assert asked == ["/parcels_chans.ckpt"]
-    rows = pd.read_parquet(run / "metrics.parquet")
-    assert set(rows["model"]) == {"barista_release"}
-    assert set(rows["encode_scale"]) == {"parcel"} and set(rows["mask_scale"]) == {"channel"}
-    assert set(rows["split_kind"]) == {"cross_session"} and set(rows["recording"]) == {REC}
-    metrics = rows.set_index("metric")["value"]
+    rows = pd.read_parquet(wd / table)
+    auroc = rows[rows["metric"] == "auroc"].set_index("model")
+    assert sorted(auroc.index) == ["barista_release", "linear", "random_init"]
+    release = rows[rows["model"] == "barista_release"]
+    assert set(release["encode_scale"]) == {"parcel"} and set(release["mask_scale"]) == {"channel"}
+    assert set(release["split_kind"]) == {"cross_session"} and set(release["recording"]) == {REC}
+    metrics = release.set_index("metric")["value"]
     assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["probe_auroc"] <= 1.0
-    assert metrics["n_folds"] == 2
+    # the same folds and windows as the random-init model of the same session
+    theirs = rows[rows["model"] == "random_init"].set_index("metric")["value"]
+    assert metrics["n_folds"] == theirs["n_folds"] == 2
+    assert metrics["n_test"] == theirs["n_test"]
     # the job's log names the key mapping and every channel's release id
     log = (wd / "results" / "tiny" / "logs" / "finetune" / "barista_release" / "parcel" /
            "speech_vs_nonspeech" / f"{REC}.log").read_text()
-    assert "backbone.layers.0.attention.qkv_proj.weight -> transformer.blocks.0.attn.qkv" in log
+    assert re.search(r"backbone\.layers\.0\.attention\.qkv_proj\.weight +-> "
+                     r"transformer\.blocks\.0\.attn\.qkv\.weight", log)
     assert "release parcel id" in log and "channels with a known id" in log
+    run = wd / "results" / "tiny" / "finetune" / "barista_release" / "parcel" / \
+        "speech_vs_nonspeech" / REC / "seed0"
     curve = pd.read_parquet(run / "curve.parquet")
     assert set(curve["model"]) == {"barista_release"} and len(curve) >= 2
-    # the same folds and windows as the random-init model of the same session
-    theirs = pd.read_parquet(ours / "metrics.parquet").set_index("metric")["value"]
-    assert metrics["n_test"] == theirs["n_test"] and metrics["n_folds"] == theirs["n_folds"]
 
 
 def test_wrong_checkpoint_bytes_stop_the_download_rule(tmp_path):

@@ -39,18 +39,22 @@ localization_tables = lambda wildcards: [
 # the simulated BIDS dataset: its derivatives/simulation/ holds the ground truth
 simulation_truth = lambda wildcards: [BIDS_ROOT] if SOURCE == "simulate" else []
 
+# our BaRISTA's pairs: none when model.architectures leaves it out
+BARISTA_PAIRS = scale_pairs() if "barista" in ARCHITECTURES else []
+
 pretraining_histories = [
-    f"{RESULTS}/models/barista/{e}-{m}/history.parquet" for e, m in scale_pairs()
+    f"{RESULTS}/models/barista/{e}-{m}/history.parquet" for e, m in BARISTA_PAIRS
 ]
 
 # every figure and table that the config's results allow
-FIGURE_NAMES = ["electrodes_parcel", "electrodes_lobe", "pretraining_curves"]
+FIGURE_NAMES = ["electrodes_parcel", "electrodes_lobe"]
+FIGURE_NAMES += ["pretraining_curves"] if BARISTA_PAIRS else []
 FIGURE_TABLES = []
 if config["finetune"]["tasks"]:
     FIGURE_NAMES += ["decoding_comparison", "decoding_grid", "finetuning_curves"]
     FIGURE_NAMES += ["pretrained_vs_random"] if config["finetune"]["random_init"] else []
     FIGURE_NAMES += [
-        f"importance/{e}-{m}_{t}" for e, m in scale_pairs() for t in config["finetune"]["tasks"]
+        f"importance/{e}-{m}_{t}" for e, m in BARISTA_PAIRS for t in config["finetune"]["tasks"]
     ]
     if config["finetune"]["barista_release"]:
         FIGURE_NAMES += [
@@ -61,7 +65,7 @@ if config["finetune"]["tasks"]:
     FIGURE_TABLES += [f"{FIGURES}/results_table.md", f"{FIGURES}/results_table.csv"]
     if config["evaluation"]["probe"]:
         FIGURE_TABLES += [f"{FIGURES}/probe_table.md", f"{FIGURES}/probe_table.csv"]
-if config["reconstruct"]["enabled"]:
+if config["reconstruct"]["enabled"] and BARISTA_PAIRS:
     FIGURE_NAMES += ["reconstruction", "reconstruction_channels"]
 
 
