@@ -199,7 +199,10 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
     rows = pd.concat(pd.read_parquet(tmp_path / "out" / f"seed{s}" / "metrics.parquet")
                      for s in (0, 1))
     probe = rows[rows["metric"] == "probe_auroc"]
-    assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.9
+    # above chance; how far depends on the random encoder (this size, with the release's CNN:
+    # 0.64-0.99 over seeds 0-5, 0.81 for seed 3); test_probe_finds_the_oscillation_... checks
+    # the probe's power
+    assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.75
     assert (rows["metric"] == "auroc").sum() == 2
 
 
