@@ -36,6 +36,8 @@ include: "workflow/rules/figures.smk"
 localrules:
     simulate,
     download,
+    braintreebank_download,
+    words,
     recordings,
     derivative_description,
     decoding_table,
