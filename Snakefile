@@ -36,8 +36,6 @@ include: "workflow/rules/figures.smk"
 localrules:
     simulate,
     download,
-    braintreebank_download,
-    words,
     recordings,
     derivative_description,
     decoding_table,
