@@ -98,9 +98,24 @@ def cmd_braintreebank_preprocess(args) -> dict:
     cfg = _params(args)
     subject, trial = subject_trial(args.recording)
     record = preprocess_trial(args.root, subject, trial, args.out, cfg["preprocess"])
-    return {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
-                                   "BadChannelsDropped", "TriggerChannelsDropped",
-                                   "ChannelsWithoutReference")}
+    summary = {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
+                                      "BadChannelsDropped", "TriggerChannelsDropped",
+                                      "ChannelsWithoutReference")}
+    # the log's record of the memory a trial took (the sidecar stays the same from run to run)
+    return {**summary, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak RSS (Linux ``VmHWM``; ``ru_maxrss`` would include the peak of the
+    process that started it, since Linux keeps it across ``execve``); None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def cmd_braintreebank_localize(args) -> dict:

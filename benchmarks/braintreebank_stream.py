@@ -13,9 +13,10 @@ length (2 h) at two contact counts and a shorter trial at one, so that the two f
 read apart. The layout files come from :func:`barista.braintreebank_fixture.make_skeleton`
 (no ``neuroprobe`` needed); inputs are cached under ``benchmarks/.cache/``.
 
-Each run starts a fresh interpreter that imports the libraries, records its RSS (the
-baseline), preprocesses the trial with the paper's settings (2048 Hz kept, notch 60..360 Hz,
-Q 30, Laplacian) and reports its own ``ru_maxrss``. Wall time covers the preprocessing only.
+Each run starts a fresh interpreter that imports the libraries, records its peak RSS so far
+(the baseline), preprocesses the trial with the paper's settings (2048 Hz kept, notch
+60..360 Hz, Q 30, Laplacian) and reports its own peak RSS (``VmHWM`` of
+``/proc/self/status``, Linux). Wall time covers the preprocessing only.
 
     python benchmarks/braintreebank_stream.py                  # 2 h x 16, 2 h x 48, 30 min x 48
     python benchmarks/braintreebank_stream.py --sizes 10x16    # minutes x contacts, a quick check
@@ -42,17 +43,23 @@ sys.path.insert(0, str(REPO))
 SFREQ = 2048.0
 SHAFT = 10
 
+# peak RSS from /proc/self/status (VmHWM): ru_maxrss survives execve on Linux, so a child would
+# report its parent's peak (here the input builder's) instead of its own
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import h5py, mne, numpy, scipy.signal
 from barista.braintreebank_preprocess import preprocess_trial
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+base = hwm_kb()
 params = dict(notch_q=30.0, line_freq=60.0, notch_max_hz=360.0, reference="laplacian",
               bandpass=None, resample_hz=None)
 t0 = time.perf_counter(); c0 = time.process_time()
 record = preprocess_trial(sys.argv[1], 1, 0, sys.argv[2], params)
 wall = time.perf_counter() - t0; cpu = time.process_time() - c0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kb()
 print(json.dumps({"baseline_rss_mb": base / 1024, "peak_rss_mb": peak / 1024,
                   "wall_s": wall, "cpu_s": cpu, "n_out": len(record["Channels"])}))
 """
