@@ -36,6 +36,7 @@ include: "workflow/rules/figures.smk"
 localrules:
     simulate,
     download,
+    download_release,
     recordings,
     derivative_description,
     decoding_table,
@@ -48,6 +49,7 @@ localrules:
     fig_pretrained_vs_random,
     fig_finetuning_curves,
     fig_importance,
+    fig_importance_release,
     fig_reconstruction,
     fig_reconstruction_channels,
     data,

@@ -194,7 +194,8 @@ def cmd_localize(args) -> dict:
         args.bids_root, args.subject, args.sessions or [None], space=cfg["dataset"]["space"],
         need_atlas=bool({"parcel", "lobe"} & set(active_scales(cfg))),
         white_matter_radius_mm=cfg["atlas"]["white_matter_radius_mm"],
-        label_column=cfg["atlas"]["label_column"])
+        label_column=cfg["atlas"]["label_column"],
+        dk_label_column=cfg["atlas"]["dk_label_column"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
@@ -276,7 +277,9 @@ def cmd_pretrain(args) -> dict:
 
         if not (args.encode and args.mask):
             raise BaristaError("pretrain --architecture barista needs --encode and --mask")
-        overrides, encode, mask, objective = (cfg["model"]["overrides"], args.encode,
+        from .config import barista_overrides
+
+        overrides, encode, mask, objective = (barista_overrides(cfg["model"]), args.encode,
                                               args.mask, BARISTA)
     train_cfg = PretrainConfig(**options, device=cfg["model"]["device"])
     return pretrain(args.results, args.out_dir, encode_scale=encode, mask_scale=mask,
@@ -292,16 +295,21 @@ def cmd_finetune(args) -> dict:
 
     cfg = _params(args)
     _threads(cfg)
+    mask = args.mask or NONE
+    if args.model == "barista_release":
+        mask = "channel"  # every released encoder was pretrained with channel-scale masking
     keys = {"model": args.model, "encode_scale": args.encode or NONE,
-            "mask_scale": args.mask or NONE, "task": args.task,
+            "mask_scale": mask, "task": args.task,
             "split_kind": _setting(args, cfg), **_entities(args.recording)}
     sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
                 "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
-                "random_init": ("model", "pretrain", "finetune", "evaluation")}[args.model]
+                "random_init": ("model", "pretrain", "finetune", "evaluation"),
+                "barista_release": ("finetune", "evaluation")}[args.model]
+    release = _release_encoder(args) if args.model == "barista_release" else None
     summary = {}
     for seed in args.seeds:
         # the encoder is the same for every seed: its frozen probe is scored once
-        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0])
+        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0], release=release)
         out_dir = Path(args.out_dir) / f"seed{seed}"
         out_dir.mkdir(parents=True, exist_ok=True)
         rows(out["metrics"], **keys, seed=seed, config_hash=result_hash(cfg, *sections)
@@ -313,16 +321,46 @@ def cmd_finetune(args) -> dict:
     return summary
 
 
-def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
+def _release_encoder(args) -> tuple:
+    """The released encoder of ``--pretrained`` and the recording's channels in its
+    vocabulary (both logged), after checking that the segments have the release's geometry."""
+    from .config import release_geometry_mismatch
+    from .data import SignalFile
+    from .release import RELEASES, load_release
+    from .release_ids import log_release_ids, recording_release_ids
+
+    meta = SignalFile(Path(args.results) / "segments" / args.recording / "signal.parquet").meta
+    length = meta["n_patches"] * meta["patch_samples"] / meta["sfreq"]
+    problem = release_geometry_mismatch(float(meta["sfreq"]), length, int(meta["n_patches"]))
+    if problem:
+        raise BaristaError(f"{args.recording}: {problem}")
+    name = Path(args.pretrained).stem
+    if name not in RELEASES or RELEASES[name][1] != args.encode:
+        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
+                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
+    encoder, _ = load_release(Path(args.pretrained), name=name,
+                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    found = recording_release_ids(args.results, args.recording, args.encode)
+    log_release_ids(found)
+    return encoder, {args.recording: found.ids}
+
+
+def _finetune_seed(args, cfg: dict, seed: int, probe: bool, release=None) -> dict:
+    import copy
+
+    from .config import barista_overrides
     from .training.finetune import FinetuneConfig, finetune
     from .training.pretrain import initial_encoder, load_pretrained, model_config
 
     ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
+          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "barista_release")}
     ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
                             cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
+    spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
     if args.model == "barista":
         encoder, _ = load_pretrained(args.pretrained)
+    elif args.model == "barista_release":
+        encoder, spatial_ids = copy.deepcopy(release[0]), release[1]
     elif args.model == "rpnt":
         from .training.rpnt_pretrain import load_rpnt_encoder
 
@@ -330,7 +368,8 @@ def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
     else:
         # the pretraining runs' starting point, so the comparison isolates pretraining
         encoder = initial_encoder(model_config(Path(args.results), args.encode,
-                                               cfg["model"]["size"], cfg["model"]["overrides"]),
+                                               cfg["model"]["size"],
+                                               barista_overrides(cfg["model"])),
                                   cfg["pretrain"]["seed"])
     scores = {}
     if probe and cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
@@ -338,9 +377,11 @@ def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
         from .training.probe import probe_auroc
 
         scores = probe_auroc(encoder, args.results, args.recording, args.task,
-                             device=pick_device(cfg["model"]["device"]))
+                             device=pick_device(cfg["model"]["device"]),
+                             spatial_ids=spatial_ids)
     out = finetune(args.results, encoder, recording=args.recording, task=args.task,
-                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
+                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg,
+                   spatial_ids=spatial_ids)
     out["metrics"].update(scores)
     return out
 
@@ -406,6 +447,30 @@ def cmd_figures(args) -> dict:
     from .figures.make import make
 
     return make(args)
+
+
+def cmd_release_download(args) -> dict:
+    from .release import download_release, sha256_of
+
+    path = download_release(args.name, Path(args.dest), url=args.url)
+    print(path)
+    return {"path": str(path), "sha256": sha256_of(path)}
+
+
+def cmd_release_show(args) -> dict:
+    from .release import RELEASES, format_mapping, load_release
+
+    path = Path(args.dest) / f"{args.target}.ckpt" if args.target in RELEASES \
+        else Path(args.target)
+    encoder, mapping = load_release(path, log_mapping=False)
+    c = encoder.config
+    n_params = sum(p.numel() for p in encoder.parameters())
+    print(f"{path}\nkey mapping (release -> barista):\n{format_mapping(mapping)}")
+    print(f"encode scale: {c.encode_scale}\nvocabulary: {c.vocab_size}"
+          + (" (L, I, P grid tables of 200 rows)" if c.encode_scale == "channel" else ""))
+    print(f"parameters: {n_params}")
+    return {"path": str(path), "encode_scale": c.encode_scale, "vocab_size": c.vocab_size,
+            "parameters": n_params, "mapped_keys": len(mapping)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -499,10 +564,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end after STEPS steps without finishing, as if killed (for tests)")
     p = add("finetune", cmd_finetune, "finetune a pretrained or random-init model on a task")
     p.add_argument("--results", required=True)
-    p.add_argument("--model", choices=["barista", "random_init", "rpnt"], required=True)
+    p.add_argument("--model", choices=["barista", "random_init", "rpnt", "barista_release"],
+                   required=True)
     p.add_argument("--encode", default=None, help="encoding scale (not for rpnt)")
     p.add_argument("--mask", default=None)
-    p.add_argument("--pretrained", default=None, help="model.pt (for --model barista)")
+    p.add_argument("--pretrained", default=None,
+                   help="model.pt (--model barista, rpnt) or a released <name>.ckpt "
+                        "(--model barista_release)")
     p.add_argument("--task", required=True)
     p.add_argument("--recording", required=True)
     p.add_argument("--recordings", required=True, help="recordings.tsv")
@@ -539,6 +607,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="auroc",
                    help="metric of the table: auroc (finetuned) or probe_auroc (frozen probe)")
     p.add_argument("--color-by", choices=["parcel", "lobe"], default="parcel")
+
+    from .release import DEFAULT_DEST, RELEASES
+
+    release = sub.add_parser("release", help="the authors' released BaRISTA encoders")
+    actions = release.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("download", help="download a released checkpoint, sha256-verified")
+    p.add_argument("name", choices=sorted(RELEASES))
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help="folder (default %(default)s)")
+    p.add_argument("--url", default=None, help="fetch from here instead of the release URL")
+    p.set_defaults(func=cmd_release_download)
+    p = actions.add_parser("show", help="load a checkpoint into barista's encoder and print "
+                                        "the key mapping, scale, vocabulary and size")
+    p.add_argument("target", help=f"a checkpoint name ({', '.join(RELEASES)}) under --dest, "
+                                  f"or a path")
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help="folder (default %(default)s)")
+    p.set_defaults(func=cmd_release_show)
     return parser
 
 
