@@ -101,6 +101,9 @@ def _check_consistency(cfg: dict) -> None:
     if missing:
         raise ConfigError(f"config key 'finetune.tasks' names tasks {missing} that config key "
                           "'segments.tasks' does not cut")
+    if "neuroprobe" in cfg["evaluation"]["protocols"] and ds["source"] != "braintreebank":
+        raise ConfigError("config key 'evaluation.protocols': neuroprobe scores Brain Treebank "
+                          f"trials and needs dataset.source 'braintreebank' (is {ds['source']!r})")
     band = cfg["preprocess"]["bandpass"]
     if band is not None and None not in band and band[0] >= band[1]:
         raise ConfigError(f"config key 'preprocess.bandpass': low edge {band[0]} must be below "

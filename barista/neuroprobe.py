@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -119,6 +120,16 @@ def evaluated(present: list[tuple[int, int]], split_type: str, lite: bool = True
         if train is None or train in have:
             out.append((subject, trial))
     return out
+
+
+def subject_trial(subject: str, session: str) -> tuple[int, int]:
+    """Brain Treebank subject and trial numbers of a recording's ``subject`` and ``session``
+    labels (``1``, ``trial002`` -> 1, 2)."""
+    digits = [re.sub(r"\D", "", str(x)) for x in (subject, session)]
+    if not all(digits):
+        raise DataError(f"cannot read a Brain Treebank subject and trial from subject "
+                        f"{subject!r}, session {session!r}")
+    return int(digits[0]), int(digits[1])
 
 
 def session_key(subject: int, trial: int) -> str:
@@ -355,3 +366,40 @@ def alignment_paths(folder: str | Path, subject: int, trial: int) -> tuple[Path,
     folder = Path(folder)
     return (folder / f"subject{subject}_trial{trial}_words_df.csv",
             folder / f"subject{subject}_trial{trial}_nonverbal_df.csv")
+
+
+def write_derived_alignment(root: str | Path, subject: int, trial: int, out_dir: str | Path
+                            ) -> dict:
+    """Derive and write one trial's alignment tables from the Brain Treebank layout at ``root``
+    (its transcript, trigger timings and recording length; :func:`derive_alignment`)."""
+    import h5py
+
+    root = Path(root)
+    config = package(root).config
+    key = f"{session_key(subject, trial)}"
+    movie = config.BRAINTREEBANK_SUBJECT_TRIAL_MOVIE_NAME_MAPPING.get(key)
+    if movie is None:
+        raise DataError(f"Neuroprobe knows no movie of subject {subject} trial {trial}")
+    paths = {"transcript": root / "transcripts" / movie / "features.csv",
+             "timings": root / "subject_timings" / f"sub_{subject}_trial{trial:03}_timings.csv",
+             "recording": root / f"sub_{subject}_trial{trial:03}.h5"}
+    for what, path in paths.items():
+        if not path.exists():
+            raise DataError(f"subject {subject} trial {trial}: {what} file {path} is missing")
+    words = pd.read_csv(paths["transcript"])
+    if "Unnamed: 0" in words:  # the release's transcripts carry their row number unnamed
+        words = words.set_index("Unnamed: 0")
+    with h5py.File(paths["recording"], "r") as fh:
+        if "data" not in fh or not len(fh["data"]):
+            raise DataError(f"{paths['recording']}: no group 'data' of electrode datasets")
+        n_samples = len(next(iter(fh["data"].values())))
+    try:
+        words_df, nonverbal = derive_alignment(words, pd.read_csv(paths["timings"]), n_samples)
+    except DataError as err:
+        raise DataError(f"subject {subject} trial {trial} ({paths['transcript']}, "
+                        f"{paths['timings']}): {err}") from err
+    out_words, out_nonverbal = alignment_paths(out_dir, subject, trial)
+    out_words.parent.mkdir(parents=True, exist_ok=True)
+    words_df.to_csv(out_words, index=False)
+    nonverbal.to_csv(out_nonverbal, index=False)
+    return {"words": len(words_df), "nonverbal": len(nonverbal), "movie": movie}

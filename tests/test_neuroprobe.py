@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pandas as pd
@@ -86,3 +87,127 @@ def test_derive_alignment_interpolates_the_triggers():
     assert list(words_df["est_idx"]) == [2048, 3072, 18432]
     # a gap 12.0 -> 19.0 s (7 s): chunks from 14.0 s every 0.5 s, ending by 16.0 s
     assert list(nonverbal["start"] + 10.0) == [14.0, 14.5, 15.0]
+
+
+# --- the leaderboard entry -------------------------------------------------------------------
+
+def _decoding(tasks, trials=npb.LITE_SUBJECT_TRIALS, overlap=0):
+    """A decoding table with Neuroprobe rows of one model (and a barista-protocol row)."""
+    from barista.evaluation import rows
+
+    frames = []
+    rng = np.random.default_rng(0)
+    for split in npb.SPLIT_TYPES:
+        n_folds = npb.N_FOLDS if split == "within_session" else 1
+        for s, t in trials:
+            if split == "cross_subject" and s == npb.CROSS_SUBJECT_TRAIN[0]:
+                continue
+            for task in tasks:
+                metrics = {"auroc": 0.7, "pretrained_on_benchmark": overlap}
+                for k in range(n_folds):
+                    metrics[f"test_roc_auc_fold{k}"] = float(rng.uniform(0.5, 0.9))
+                    metrics[f"test_accuracy_fold{k}"] = 0.6
+                frames.append(rows(metrics, protocol="neuroprobe", model="barista",
+                                   encode_scale="parcel", mask_scale="channel", task=task,
+                                   subject=str(s), session=str(t), recording=f"sub-{s}_ses-{t}",
+                                   seed=0, split_kind=split, config_hash="x"))
+    frames.append(rows({"auroc": 0.9}, model="barista", encode_scale="parcel",
+                       mask_scale="channel", task="speech_vs_nonspeech", subject="1",
+                       session="1", recording="sub-1_ses-1", seed=0, split_kind="cross_session",
+                       config_hash="x"))
+    return pd.concat(frames, ignore_index=True)
+
+
+ENTRY = dict(model="barista", encode="parcel", mask="channel", model_name="BaRISTA parcel",
+             description="BaRISTA, parcel encoding, channel masking", author="Ada Lovelace",
+             organization="barista", organization_url="https://example.org", timestamp=0)
+
+
+def test_submission_of_every_task_validates(tmp_path):
+    from barista.leaderboard import validate_submission, write_submission
+
+    table = _decoding(list(npb.TASKS))
+    entry = write_submission(table, tmp_path, **ENTRY)
+    assert entry.name == "BaRISTA_parcel_Ada_Lovelace_1_1_1970"
+    assert validate_submission(entry) == []
+    body = json.loads((entry / "Within-Session" / "population_speech.json").read_text())
+    assert set(body["evaluation_results"]) == {npb.session_key(*x)
+                                               for x in npb.LITE_SUBJECT_TRIALS}
+    folds = body["evaluation_results"]["btbank3_1"]["population"]["one_second_after_onset"]
+    assert folds["time_bin_end"] == 1.0 and len(folds["folds"]) == 2
+    rows = table[(table["split_kind"] == "within_session") & (table["task"] == "speech")
+                 & (table["subject"] == "3") & (table["session"] == "1")]
+    value = rows.loc[rows["metric"] == "test_roc_auc_fold1", "value"].item()
+    assert folds["folds"][1]["test_roc_auc"] == value
+    cross = json.loads((entry / "Cross-Subject" / "population_onset.json").read_text())
+    assert "btbank2_4" not in cross["evaluation_results"]
+    assert len(cross["evaluation_results"]["btbank1_1"]["population"]
+               ["one_second_after_onset"]["folds"]) == 1
+
+
+def test_validation_finds_what_the_benchmark_refuses(tmp_path):
+    from barista.leaderboard import validate_submission, write_submission
+
+    entry = write_submission(_decoding(["speech", "onset"], trials=[(1, 1), (2, 4)]), tmp_path,
+                             **ENTRY)
+    problems = validate_submission(entry)
+    assert any("no population file for tasks" in p and "volume" in p for p in problems)
+    assert any("missing" in p and "btbank10_1" in p for p in problems)
+    assert validate_submission(entry, complete=False) == []  # --partial
+    path = entry / "Within-Session" / "population_speech.json"
+    body = json.loads(path.read_text())
+    fold = body["evaluation_results"]["btbank1_1"]["population"]["one_second_after_onset"]
+    fold["folds"][0]["test_roc_auc"] = 1.5
+    body["evaluation_results"]["btbank6_0"] = body["evaluation_results"]["btbank1_1"]
+    path.write_text(json.dumps(body))
+    (entry / "metadata.json").write_text(json.dumps({"model_name": "x"}))
+    (entry / "ATTESTATION.txt").write_text("I agree.\n")
+    problems = validate_submission(entry, complete=False)
+    assert any("test_roc_auc 1.5" in p for p in problems)
+    assert any("btbank6_0" in p and "not Neuroprobe-Lite" in p for p in problems)
+    assert any("metadata.json: field 'author' missing" in p for p in problems)
+    assert any("two SIGN" in p for p in problems)
+
+
+def test_a_model_pretrained_on_the_benchmark_is_refused(tmp_path):
+    from barista.errors import BaristaError
+    from barista.leaderboard import write_submission
+
+    table = _decoding(list(npb.TASKS), overlap=3)
+    with pytest.raises(BaristaError, match="pretrained on 3 Neuroprobe subject-trial"):
+        write_submission(table, tmp_path, **ENTRY)
+    entry = write_submission(table, tmp_path, **ENTRY, allow_overlap=True)
+    assert "pretrained on 3 Neuroprobe" in (entry / "ATTESTATION.txt").read_text()
+
+
+def test_submission_command(tmp_path):
+    from barista.cli import main
+
+    table = _decoding(["speech", "onset"])
+    table.to_parquet(tmp_path / "decoding.parquet")
+    args = ["neuroprobe-submission", "--decoding", str(tmp_path / "decoding.parquet"),
+            "--out", str(tmp_path / "leaderboard"), "--model", "barista", "--encode", "parcel",
+            "--mask", "channel", "--model-name", "BaRISTA", "--description", "d", "--author",
+            "Ada Lovelace", "--organization", "o", "--organization-url", "https://example.org"]
+    assert main(args) == 1  # 13 tasks missing
+    assert main([*args, "--partial"]) == 0
+    entry = next((tmp_path / "leaderboard").iterdir())
+    assert sorted(p.name for p in (entry / "Cross-Session").iterdir()) == [
+        "population_onset.json", "population_speech.json"]
+
+
+def test_leaderboard_table_puts_ours_beside_the_published_rows():
+    from barista.leaderboard import leaderboard_table, markdown, published, wide
+
+    assert len(published()) == 6 * 3 * 2
+    table = leaderboard_table(_decoding(["speech", "onset"], trials=[(1, 1), (1, 2), (2, 4)]),
+                              "this run: fixture")
+    ours = table[table["source"] == "this run: fixture"]
+    assert set(ours["model"]) == {"BaRISTA parcel/channel"}
+    assert ours.set_index(["split_type", "task"])["n_trials"].to_dict()[
+        ("cross_subject", "speech")] == 2
+    grid = wide(table)
+    assert grid.index[0] == ("published", "Linear, Laplacian + spectrogram")
+    assert grid.loc[("published", "BrainBERT (frozen)"), ("within_session", "speech")] == 0.611
+    text = markdown(table, "fixture")
+    assert "*published*" in text and "not Brain Treebank numbers" in text
