@@ -334,6 +334,7 @@ def derive_alignment(words: pd.DataFrame, timings: pd.DataFrame, n_samples: int
             raise DataError(f"transcript features lack column {column!r} (have {list(words)})")
     timing = timings.sort_values("movie_time")
     movie, index = timing["movie_time"].to_numpy(float), timing["index"].to_numpy(float)
+    words = words[words["start"].notna() & words["end"].notna()]  # words never timed
     start = np.rint(np.interp(words["start"].to_numpy(float), movie, index)).astype(np.int64)
     end = np.rint(np.interp(words["end"].to_numpy(float), movie, index)).astype(np.int64)
     window = int(WINDOW_S * SAMPLING_RATE)

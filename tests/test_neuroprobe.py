@@ -79,11 +79,11 @@ def test_nonverbal_chunks_rebuild_every_table_of_the_package():
 
 def test_derive_alignment_interpolates_the_triggers():
     timings = pd.DataFrame({"movie_time": [10.0, 20.0, 30.0], "index": [0, 20480, 40960]})
-    words = pd.DataFrame({"start": [9.0, 11.0, 11.5, 19.0, 29.8], "end": [9.2, 11.4, 12.0, 19.5,
-                                                                         29.9]})
+    words = pd.DataFrame({"start": [9.0, 11.0, 11.5, np.nan, 19.0, 29.8],
+                          "end": [9.2, 11.4, 12.0, np.nan, 19.5, 29.9]})
     words_df, nonverbal = npb.derive_alignment(words, timings, n_samples=40960)
-    # 9.0 s is before the first trigger, 29.8 s leaves no full 1 s window
-    assert list(words_df["original_index"]) == [1, 2, 3]
+    # 9.0 s is before the first trigger, row 3 was never timed, 29.8 s leaves no 1 s window
+    assert list(words_df["original_index"]) == [1, 2, 4]
     assert list(words_df["est_idx"]) == [2048, 3072, 18432]
     # a gap 12.0 -> 19.0 s (7 s): chunks from 14.0 s every 0.5 s, ending by 16.0 s
     assert list(nonverbal["start"] + 10.0) == [14.0, 14.5, 15.0]
@@ -211,3 +211,141 @@ def test_leaderboard_table_puts_ours_beside_the_published_rows():
     assert grid.loc[("published", "BrainBERT (frozen)"), ("within_session", "speech")] == 0.611
     text = markdown(table, "fixture")
     assert "*published*" in text and "not Brain Treebank numbers" in text
+
+
+# --- scoring on hand-made Neuroprobe segments ------------------------------------------------
+
+SFREQ, N_WINDOW, PATCH = 128.0, 128, 32  # 1 s windows of 4 patches
+
+
+def _write_trial(root, rec, subject, names, n, seed, roles):
+    """A Neuroprobe segments folder of one trial: label-1 samples carry 20 Hz on the channels
+    whose name ends in 2; ``roles``: split kind -> role per sample."""
+    import mne
+
+    from barista import segments
+
+    rng = np.random.default_rng(seed)
+    labels = np.tile([1, 0], n // 2)  # the package interleaves the classes
+    data = rng.standard_normal((len(names), N_WINDOW * n))
+    t = np.arange(N_WINDOW) / SFREQ
+    for w in np.flatnonzero(labels):
+        for c, name in enumerate(names):
+            if name.endswith("2"):
+                data[c, w * N_WINDOW:(w + 1) * N_WINDOW] += 1.5 * np.sin(2 * np.pi * 20 * t)
+    raw = mne.io.RawArray(data, mne.create_info(names, SFREQ, "seeg"), verbose="error")
+    out = root / "neuroprobe" / "segments" / rec
+    out.mkdir(parents=True)
+    onsets = segments.grid_onsets(raw.n_times, N_WINDOW)
+    meta = {"recording": rec, "sfreq": SFREQ, "n_patches": N_WINDOW // PATCH,
+            "patch_samples": PATCH, "windows_per_row_group": segments.WINDOWS_PER_ROW_GROUP,
+            "channels": names}
+    segments.write_signal(raw, names, onsets, N_WINDOW, out / "signal.parquet", meta)
+    pd.DataFrame({"recording": rec, "subject": subject, "session": "0", "kind": "speech",
+                  "segment": np.arange(n), "onset_s": onsets / SFREQ, "label": labels,
+                  "sample": np.arange(n)}).to_parquet(out / "index.parquet")
+    pd.concat([pd.DataFrame({"recording": rec, "kind": "speech", "segment": np.arange(n),
+                             "split_kind": kind, "role": role}) for kind, role in roles.items()]
+              ).to_parquet(out / "splits.parquet")
+    x = np.linspace(-40, -20, len(names))
+    pd.DataFrame({"recording": rec, "subject": subject, "session": "0", "channel": names,
+                  "contact": names, "x": x, "y": 0.0, "z": 0.0, "hemisphere": "L",
+                  "parcel": "P", "lobe": "temporal"}).to_parquet(out / "channels.parquet")
+    return out / "channels.parquet"
+
+
+@pytest.fixture(scope="module")
+def np_results(tmp_path_factory):
+    """Trials A (subject 1), B (subject 1, one channel fewer), C (subject 2, other names)."""
+    from barista.tokens import write_tokens
+
+    root = tmp_path_factory.mktemp("np_results")
+    n = 48
+    half, quarter = n // 2, n // 4
+    within = {f"within_session{k}": np.array(["train"] * n, dtype=object) for k in range(2)}
+    for k in range(2):  # KFold(2): fold k tests half k; its first half validates
+        lo = k * half
+        within[f"within_session{k}"][lo:lo + half] = ["val"] * quarter + ["test"] * quarter
+    cross = np.array(["val"] * half + ["test"] * half, dtype=object)
+    tables = [
+        _write_trial(root, "sub-1_ses-1", "1", ["A1", "A2", "A3", "B1", "B2"], n, 0,
+                     {**within, "cross_session": cross, "cross_subject": cross}),
+        _write_trial(root, "sub-1_ses-2", "1", ["A1", "A2", "B1", "B2"], n, 1, within),
+        _write_trial(root, "sub-2_ses-4", "2", ["C1", "C2", "C3"], n, 2, within),
+    ]
+    write_tokens(tables, "channel", {}, root / "tokens" / "channel")
+    return root
+
+
+def test_split_kinds_and_patches():
+    from barista.neuroprobe_protocol import patches_of, split_kinds
+
+    assert split_kinds("within_session") == ["within_session0", "within_session1"]
+    assert split_kinds("cross_subject") == ["cross_subject"]
+    assert patches_of(2048, 512) == 4  # the paper's patches: 1 s is 4 of them
+    with pytest.raises(ConfigError, match="does not split into patches"):
+        patches_of(2048, 600)
+
+
+@pytest.mark.parametrize("split_type,train", [("within_session", None),
+                                              ("cross_session", "sub-1_ses-2"),
+                                              ("cross_subject", "sub-2_ses-4")])
+def test_linear_floor_on_each_split_type(np_results, split_type, train):
+    from barista.neuroprobe_protocol import evaluate_linear
+
+    m = evaluate_linear(np_results, task="speech", split_type=split_type,
+                        recording="sub-1_ses-1", train_recording=train)
+    n_folds = 2 if split_type == "within_session" else 1
+    assert m["n_folds"] == n_folds
+    assert m["auroc"] == pytest.approx(np.mean([m[f"test_roc_auc_fold{k}"]
+                                                for k in range(n_folds)]))
+    assert m["auroc"] > 0.9  # 20 Hz on the '2' channels: every split type sees it
+    assert m["n_test_fold0"] == 12 if n_folds == 2 else m["n_test_fold0"] == 24
+    assert 0 <= m["train_accuracy_fold0"] <= 1
+
+
+@pytest.mark.parametrize("split_type,train,pooled", [("within_session", None, False),
+                                                     ("cross_session", "sub-1_ses-2", False),
+                                                     ("cross_subject", "sub-2_ses-4", True)])
+def test_encoder_built_for_12_patches_decodes_4(np_results, split_type, train, pooled):
+    """A model of 12 patches per window scores 1 s windows of 4 (rotary positions 0..3);
+    cross-session keeps the channels both trials have, cross-subject pools channels."""
+    import torch
+
+    from barista.models import BaristaEncoder, preset
+    from barista.neuroprobe_protocol import evaluate_encoder
+    from barista.training.finetune import FinetuneConfig
+
+    torch.manual_seed(0)
+    encoder = BaristaEncoder(preset("demo", patch_samples=PATCH, n_patches=12,
+                                    encode_scale="channel", vocab_size=16))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    cfg = FinetuneConfig(epochs=3, batch_size=8, warmup_epochs=1, patience=3, freeze="none")
+    out = evaluate_encoder(np_results, encoder, task="speech", split_type=split_type,
+                           recording="sub-1_ses-1", train_recording=train, cfg=cfg,
+                           device=torch.device("cpu"))
+    m = out["metrics"]
+    assert m["n_folds"] == (2 if split_type == "within_session" else 1)
+    assert 0 <= m["auroc"] <= 1 and 0 <= m["test_accuracy_fold0"] <= 1
+    assert set(out["curve"]["fold"]) == set(range(m["n_folds"]))
+    # every fold started from the same weights, and the caller's encoder is left as it was
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+
+
+def test_channel_subset_of_a_dataset(np_results):
+    from barista.data import SegmentDataset
+
+    ds = SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
+                        recordings=["sub-1_ses-1"], segments="neuroprobe/segments",
+                        channels=["B2", "A1"])
+    sample = ds[0]
+    assert sample["x"].shape == (2, 4, PATCH) and ds.channel_names("sub-1_ses-1") == ["B2", "A1"]
+    full = SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
+                          recordings=["sub-1_ses-1"], segments="neuroprobe/segments")
+    assert np.array_equal(sample["x"][0], full[0]["x"][4])
+    assert sample["spatial_id"].tolist() == full[0]["spatial_id"][[4, 0]].tolist()
+    from barista.errors import DataError
+    with pytest.raises(DataError, match="no channel"):
+        SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
+                       recordings=["sub-1_ses-2"], segments="neuroprobe/segments",
+                       channels=["A3"])
