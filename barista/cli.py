@@ -57,6 +57,86 @@ def cmd_download(args) -> dict:
     return {"bids_root": str(root)}
 
 
+def _bt_root(value: str) -> Path:
+    """``--root`` of a Brain Treebank step: the release folder, its ``corrupted_elec.json``
+    (what the workflow tracks for a copy read in place) or the download's completion file."""
+    path = Path(value)
+    if path.name == "corrupted_elec.json":
+        return path.parent
+    if path.name == "braintreebank.json" and path.parent.name == ".barista":
+        return path.parent.parent
+    return path
+
+
+def cmd_braintreebank_download(args) -> dict:
+    from .braintreebank_download import download_release
+
+    bt = _params(args)["dataset"]["braintreebank"]
+    root = download_release(args.out, subjects=bt["subjects"], sessions=bt["sessions"],
+                            base_url=bt["base_url"], keep_zips=bt["keep_zips"],
+                            progress=not args.no_progress)
+    return {"root": str(root)}
+
+
+def cmd_braintreebank_recordings(args) -> dict:
+    from .braintreebank import Layout, recordings_table
+
+    cfg = _params(args)
+    bt = cfg["dataset"]["braintreebank"]
+    table = recordings_table(Layout(args.root), bt["subjects"], bt["sessions"],
+                             cfg["evaluation"]["sessions"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, sep="\t", index=False)
+    return {"n_recordings": len(table)}
+
+
+def cmd_braintreebank_preprocess(args) -> dict:
+    from .braintreebank import subject_trial
+    from .braintreebank_preprocess import preprocess_trial
+
+    cfg = _params(args)
+    subject, trial = subject_trial(args.recording)
+    record = preprocess_trial(args.root, subject, trial, args.out, cfg["preprocess"])
+    return {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
+                                   "BadChannelsDropped", "TriggerChannelsDropped",
+                                   "ChannelsWithoutReference")}
+
+
+def cmd_braintreebank_localize(args) -> dict:
+    from .braintreebank import Layout, localize_subject
+
+    table = localize_subject(Layout(args.root), int(args.subject), args.sessions)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    return {"n_contacts": len(table), "by_kind": table["kind"].value_counts().to_dict(),
+            "dropped": table.loc[~table["keep"], "channel"].unique().tolist(),
+            "without_localization": table.loc[table["label_source"] == "none",
+                                              "channel"].unique().tolist()}
+
+
+def cmd_braintreebank_words(args) -> dict:
+    from .braintreebank import Layout, subject_trial, word_events
+
+    cfg = _params(args)
+    subject, trial = subject_trial(args.recording)
+    words = word_events(Layout(args.root), subject, trial,
+                        need_sentences="sentence_onset" in cfg["segments"]["tasks"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    words.to_csv(out, sep="\t", index=False, na_rep="n/a")
+    return {"n_words": len(words), "n_sentence_onsets": int(words["sentence_onset"].sum())}
+
+
+def cmd_braintreebank_fixture(args) -> dict:
+    from .braintreebank_fixture import make_fixture
+
+    root = make_fixture(args.out_dir, sessions=tuple(args.sessions), duration_s=args.duration_s,
+                        max_shafts=args.max_shafts, seed=args.seed, overwrite=args.overwrite)
+    return {"root": str(root), "sessions": args.sessions}
+
+
 def cmd_recordings(args) -> dict:
     import pandas as pd
     from mne_bids import get_entities_from_fname
@@ -115,7 +195,8 @@ def cmd_segment(args) -> dict:
     cfg = _params(args)
     events = None
     if cfg["segments"]["tasks"]:
-        events = sidecar(bids_path_of(args.bids_root, args.recording), "events", ".tsv")
+        events = Path(args.events) if args.events else sidecar(
+            bids_path_of(args.bids_root, args.recording), "events", ".tsv")
     return segment_recording(args.fif, events, pd.read_parquet(args.localization),
                              args.recording, args.out_dir, cfg["segments"], cfg["splits"])
 
@@ -155,13 +236,15 @@ def cmd_pretrain(args) -> dict:
 
     import torch
 
-    from .evaluation import pretraining, read_recordings
+    from .evaluation import pretraining, read_recordings, validation
     from .training.pretrain import PretrainConfig, pretrain
 
     cfg = _params(args)
     local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(max(cfg["model"]["threads"] // local_procs, 1))
-    recs = pretraining(read_recordings(args.recordings), cfg["evaluation"])
+    table = read_recordings(args.recordings)
+    recs = pretraining(table, cfg["evaluation"])
+    val_recs = validation(table, cfg["evaluation"]) or None
     options = {k: v for k, v in cfg["pretrain"].items() if k != "processes"}  # launcher's
     if args.architecture == "rpnt":
         from .training.rpnt_pretrain import RPNT
@@ -184,7 +267,7 @@ def cmd_pretrain(args) -> dict:
     return pretrain(args.results, args.out_dir, encode_scale=encode, mask_scale=mask,
                     recordings=recs, size=cfg["model"]["size"], model_overrides=overrides,
                     cfg=train_cfg, progress=not args.no_progress, stop_after=args.stop_after,
-                    objective=objective)
+                    objective=objective, val_recordings=val_recs)
 
 
 def cmd_finetune(args) -> dict:
@@ -484,6 +567,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fif", required=True)
     p.add_argument("--localization", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--events", default=None,
+                   help="word events TSV (default: the recording's BIDS events.tsv)")
+    p = add("braintreebank-download", cmd_braintreebank_download,
+            "download and extract the Brain Treebank release (or part of it)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    p = add("braintreebank-recordings", cmd_braintreebank_recordings,
+            "list the trials of a Brain Treebank release as recordings")
+    p.add_argument("--root", required=True, type=_bt_root)
+    p.add_argument("--out", required=True)
+    p = add("braintreebank-preprocess", cmd_braintreebank_preprocess,
+            "preprocess one Brain Treebank trial, one channel at a time")
+    p.add_argument("--root", required=True, type=_bt_root)
+    p.add_argument("--recording", required=True, help="sub-S_ses-T")
+    p.add_argument("--out", required=True)
+    p = add("braintreebank-localize", cmd_braintreebank_localize,
+            "localization table of one Brain Treebank subject")
+    p.add_argument("--root", required=True, type=_bt_root)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--sessions", nargs="*", default=[])
+    p.add_argument("--out", required=True)
+    p = add("braintreebank-words", cmd_braintreebank_words,
+            "word events of one Brain Treebank trial on its neural clock")
+    p.add_argument("--root", required=True, type=_bt_root)
+    p.add_argument("--recording", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("braintreebank-fixture",
+                       help="write a Brain Treebank-shaped fixture (real metadata, simulated "
+                            "signals; needs the neuroprobe package)")
+    p.add_argument("out_dir")
+    p.add_argument("--sessions", nargs="+", default=["1_0", "1_1"], help="S_T, e.g. 1_0")
+    p.add_argument("--duration-s", type=float, default=60.0)
+    p.add_argument("--max-shafts", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_braintreebank_fixture)
     p = add("tokens", cmd_tokens, "build the token table of one spatial scale")
     p.add_argument("--scale", required=True)
     p.add_argument("--out-dir", required=True)

@@ -69,6 +69,7 @@ def validate_config(config: Mapping[str, Any] | None, *, partial: bool = False) 
         Naming the offending key (dotted path) and what is wrong with its value.
     """
     cfg = copy.deepcopy(dict(config or {}))
+    _check_session_names(cfg)
     errors = sorted(_Validator(load_schema()).iter_errors(cfg), key=lambda e: list(e.path))
     if errors:
         lines = [f"config key '{_key_of(e)}': {e.message}" for e in errors]
@@ -76,6 +77,23 @@ def validate_config(config: Mapping[str, Any] | None, *, partial: bool = False) 
     if not partial:
         _check_consistency(cfg)
     return cfg
+
+
+def _check_session_names(cfg: dict) -> None:
+    """YAML reads an unquoted ``1_0`` as the integer 10: say so instead of a schema error."""
+    places = {"evaluation.sessions": ((cfg.get("evaluation") or {}).get("sessions") or {}),
+              "dataset.braintreebank.sessions":
+                  {"": ((cfg.get("dataset") or {}).get("braintreebank") or {}).get("sessions")}}
+    for key, lists in places.items():
+        if not isinstance(lists, dict):
+            continue
+        for role, names in lists.items():
+            numbers = [n for n in names or [] if isinstance(n, int)] \
+                if isinstance(names, list) else []
+            if numbers:
+                where = f"{key}.{role}" if role else key
+                raise ConfigError(f"config key '{where}': {numbers} are numbers; write session "
+                                  "names in quotes ('1_0'), since YAML reads 1_0 as 10")
 
 
 def _check_consistency(cfg: dict) -> None:
@@ -87,6 +105,22 @@ def _check_consistency(cfg: dict) -> None:
     if ds["source"] == "local" and not ds["local"]["bids_root"]:
         raise ConfigError("config key 'dataset.local.bids_root' is required when dataset.source "
                           "is 'local'")
+    if ds["source"] == "braintreebank" and cfg["preprocess"]["reference"] == "car":
+        raise ConfigError("config key 'preprocess.reference': 'car' is not available for "
+                          "dataset.source 'braintreebank' (its trials are read one contact at "
+                          "a time); use laplacian, bipolar or none")
+    roles = cfg["evaluation"]["sessions"]
+    if roles:
+        seen: dict[str, str] = {}
+        for role, names in roles.items():
+            for name in names:
+                if name in seen:
+                    raise ConfigError(f"config key 'evaluation.sessions': session {name} is "
+                                      f"both {seen[name]} and {role}")
+                seen[name] = role
+        if not roles["test"]:
+            raise ConfigError("config key 'evaluation.sessions.test' is empty: no session "
+                              "would be decoded")
     fractions = cfg["splits"]["random"]
     total = fractions["train"] + fractions["val"] + fractions["test"]
     if abs(total - 1.0) > 1e-6:

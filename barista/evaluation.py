@@ -55,7 +55,36 @@ def assign_settings(recordings: pd.DataFrame, heldout_sessions: int,
     return table.sort_values("recording").reset_index(drop=True)
 
 
+def assign_roles(recordings: pd.DataFrame, roles: dict) -> pd.DataFrame:
+    """Settings from explicit session roles (``evaluation.sessions``).
+
+    A recording's session is named ``<subject>_<session>``. ``pretrain`` sessions are
+    ``within_session``, ``validation`` sessions ``validation`` (pretraining's validation set,
+    never decoded), ``test`` sessions ``cross_session``, or ``cross_subject`` when their subject
+    has no pretrain session. Roles may name sessions absent from the table (a subject filter
+    can leave them out), but every recording of the table needs a role.
+    """
+    role_of = {name: role for role, names in roles.items() for name in names or []}
+    table = recordings.copy()
+    keys = table["subject"].astype(str) + "_" + table["session"].astype(str)
+    missing = sorted(table.loc[~keys.isin(list(role_of)), "recording"])
+    if missing:
+        raise ConfigError(f"config key 'evaluation.sessions': recording(s) {missing[:5]} "
+                          f"(sessions {sorted(set(keys[~keys.isin(list(role_of))]))[:5]}) have "
+                          "no role; name each in pretrain, validation or test")
+    role = keys.map(role_of)
+    pretrained = set(table.loc[role == "pretrain", "subject"])
+    table["setting"] = "within_session"
+    table.loc[role == "validation", "setting"] = "validation"
+    test = role == "test"
+    table.loc[test, "setting"] = [
+        "cross_session" if s in pretrained else "cross_subject" for s in table.loc[test, "subject"]]
+    return table.sort_values("recording").reset_index(drop=True)
+
+
 def _settings(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
+    if evaluation.get("sessions"):
+        return assign_roles(recordings, evaluation["sessions"])
     return assign_settings(recordings, evaluation["heldout_sessions"],
                            evaluation.get("heldout_subjects", 0))
 
@@ -65,6 +94,11 @@ def decoded(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
     table = _settings(recordings, evaluation)
     wanted = evaluation.get("settings", ["cross_session"])
     for setting in wanted:
+        if not (table["setting"] == setting).any() and evaluation.get("sessions"):
+            raise ConfigError(
+                f"config key 'evaluation.settings': no recording is {setting!r} with the "
+                "roles of 'evaluation.sessions' (test sessions are cross_session when their "
+                "subject has a pretrain session, else cross_subject)")
         if not (table["setting"] == setting).any():
             raise ConfigError(
                 f"config key 'evaluation.settings': no recording is {setting!r} with "
@@ -88,10 +122,17 @@ def pretraining(recordings: pd.DataFrame, evaluation: dict) -> list[str]:
     return sorted(table.loc[table["setting"] == "within_session", "recording"])
 
 
-def heldout(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
-    """Recordings pretraining never saw (held-out sessions and subjects)."""
+def validation(recordings: pd.DataFrame, evaluation: dict) -> list[str]:
+    """Recordings of ``evaluation.sessions.validation``: pretraining's validation set."""
     table = _settings(recordings, evaluation)
-    held = table[table["setting"] != "within_session"]
+    return sorted(table.loc[table["setting"] == "validation", "recording"])
+
+
+def heldout(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
+    """Recordings pretraining never saw (held-out sessions and subjects; not the validation
+    sessions, which chose nothing but are not test data either)."""
+    table = _settings(recordings, evaluation)
+    held = table[~table["setting"].isin(["within_session", "validation"])]
     if held.empty:
         raise ConfigError("config keys 'evaluation.heldout_sessions'/'heldout_subjects': no "
                           "session or subject is held out of pretraining")

@@ -98,11 +98,14 @@ def _check_complete(raw: mne.io.BaseRaw, bids_path: BIDSPath) -> None:
                         "looks truncated")
 
 
-def notch_frequencies(line_freq: float, sfreq: float) -> list[float]:
-    """Line frequency and every harmonic below Nyquist (the paper stops at 360 Hz)."""
+def notch_frequencies(line_freq: float, sfreq: float,
+                      max_hz: float | None = None) -> list[float]:
+    """Line frequency and every harmonic below Nyquist and up to ``max_hz`` (config key
+    ``preprocess.notch_max_hz``; the paper stops at 360 Hz)."""
     nyquist = sfreq / 2.0
+    top = nyquist - 1e-6 if max_hz is None else min(nyquist - 1e-6, max_hz + 1e-6)
     return [k * line_freq for k in range(1, int(nyquist // line_freq) + 1)
-            if k * line_freq < nyquist - 1e-6]
+            if k * line_freq < top]
 
 
 def notch(data: np.ndarray, sfreq: float, freqs: list[float], q: float) -> np.ndarray:
@@ -153,7 +156,7 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
     if not line_freq:
         raise DataError(f"{sidecar(bids_path, 'ieeg', '.json')}: PowerLineFrequency is missing; "
                         "set config key 'preprocess.line_freq'")
-    freqs = notch_frequencies(float(line_freq), sfreq)
+    freqs = notch_frequencies(float(line_freq), sfreq, params.get("notch_max_hz"))
     notch(data, sfreq, freqs, params["notch_q"])
 
     derivs = reference.derivations(good, params["reference"])

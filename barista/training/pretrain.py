@@ -341,8 +341,14 @@ class _History:
 def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mask_scale: str,
              recordings: list[str] | None, size: str = "paper", model_overrides: dict | None = None,
              cfg: PretrainConfig | None = None, progress: bool = True,
-             stop_after: int | None = None, objective: Objective = BARISTA) -> dict:
+             stop_after: int | None = None, objective: Objective = BARISTA,
+             val_recordings: list[str] | None = None) -> dict:
     """Pretrain one (encode scale, mask scale) pair; write ``model.pt`` and ``history``.
+
+    Without ``val_recordings`` the windows of ``recordings`` are split by their random split
+    (train windows train, val windows validate); with them (the validation sessions of
+    ``evaluation.sessions``), every window of ``recordings`` trains and every window of
+    ``val_recordings`` validates, as in the paper.
 
     Run by ``torchrun`` with ``WORLD_SIZE`` > 1, every process takes its rank's slice of each
     global batch of ``cfg.batch_size`` samples and the model is wrapped in DDP (see the module
@@ -355,7 +361,8 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
     dist = init_distributed(cfg.device)
     try:
         return _pretrain(results, out_dir, encode_scale, mask_scale, recordings, size,
-                         model_overrides or {}, cfg, progress, stop_after, objective, dist)
+                         model_overrides or {}, cfg, progress, stop_after, objective, dist,
+                         val_recordings)
     finally:
         dist.close()
 
@@ -363,15 +370,21 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
 def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
               recordings: list[str] | None, size: str, model_overrides: dict,
               cfg: PretrainConfig, progress: bool, stop_after: int | None, objective: Objective,
-              dist: Distributed) -> dict:
+              dist: Distributed, val_recordings: list[str] | None = None) -> dict:
     device = dist.device
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     config = objective.configure(results, encode_scale, size, model_overrides)
-    train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
-                           mask_scale=mask_scale, roles=("train",), recordings=recordings)
-    val = SegmentDataset(results, "pretrain", encode_scale=encode_scale, mask_scale=mask_scale,
-                         roles=("val",), recordings=recordings)
+    if val_recordings:
+        train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                               mask_scale=mask_scale, split_kind=None, recordings=recordings)
+        val = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                             mask_scale=mask_scale, split_kind=None, recordings=val_recordings)
+    else:
+        train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                               mask_scale=mask_scale, roles=("train",), recordings=recordings)
+        val = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                             mask_scale=mask_scale, roles=("val",), recordings=recordings)
     if len(train) == 0:
         raise DataError(f"no pretraining windows in {results} for recordings {recordings}")
     _check_world(cfg, dist, len(train))

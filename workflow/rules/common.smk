@@ -58,6 +58,9 @@ if SOURCE == "simulate":
     BIDS_ROOT = f"{RESULTS}/bids"
 elif SOURCE == "openneuro":
     BIDS_ROOT = f"resources/openneuro/{config['dataset']['openneuro']['id']}"
+elif SOURCE == "braintreebank":
+    # not BIDS: the release folder, read in place (workflow/rules/braintreebank.smk)
+    BIDS_ROOT = config["dataset"]["braintreebank"]["root"] or "resources/braintreebank"
 else:
     BIDS_ROOT = config["dataset"]["local"]["bids_root"]
 # the Brain Treebank layout the Neuroprobe protocol reads (dataset.source braintreebank)
@@ -71,7 +74,11 @@ def as_json(*sections):
 
 # which recordings pretrain and which are held out: all that pretraining and reconstruction
 # take from 'evaluation', so changing how finetuning is evaluated never retrains a model
-HELDOUT_KEYS = ["evaluation.heldout_sessions", "evaluation.heldout_subjects"]
+HELDOUT_KEYS = [
+    "evaluation.heldout_sessions",
+    "evaluation.heldout_subjects",
+    "evaluation.sessions",
+]
 
 
 def scoped_json(sections, *scales, keys=()):
@@ -90,7 +97,20 @@ def bids_input():
     dataset_description.json of a local dataset (the CLI accepts either as --bids-root)."""
     if SOURCE == "local":
         return f"{BIDS_ROOT}/dataset_description.json"
+    if SOURCE == "braintreebank":
+        # a copy read in place is tracked by its corrupted_elec.json, a download by the file
+        # it writes last (the download's folder itself changes while later steps run)
+        if config["dataset"]["braintreebank"]["root"]:
+            return f"{BIDS_ROOT}/corrupted_elec.json"
+        return f"{BIDS_ROOT}/.barista/braintreebank.json"
     return BIDS_ROOT
+
+
+def segment_events(wildcards):
+    """Word events of a Brain Treebank recording (BIDS sources read their events.tsv)."""
+    if SOURCE == "braintreebank" and config["segments"]["tasks"]:
+        return f"{RESULTS}/events/{wildcards.rec}_events.tsv"
+    return []
 
 
 def recording_table():
