@@ -391,16 +391,24 @@ def cmd_neuroprobe_alignment(args) -> dict:
 def cmd_neuroprobe_segment(args) -> dict:
     import pandas as pd
 
-    from .neuroprobe import subject_trial
+    from .evaluation import read_recordings
+    from .neuroprobe import evaluated, subject_trial
     from .neuroprobe_protocol import segment_trial
 
     cfg = _params(args)
+    np_cfg = cfg["neuroprobe"]
     row = _recording_row(args.recordings, args.recording)
     subject, trial = subject_trial(row["subject"], row["session"])
+    recs = read_recordings(args.recordings)
+    present = [subject_trial(s, t) for s, t in zip(recs["subject"], recs["session"],
+                                                   strict=True)]
+    # the split types that test this trial: those whose training trial the dataset holds
+    split_types = [split for split in np_cfg["split_types"]
+                   if (subject, trial) in evaluated(present, split, np_cfg["lite"])]
     seg = cfg["segments"]
     return segment_trial(args.fif, pd.read_parquet(args.localization), args.btb_root,
                          recording=args.recording, subject=subject, trial=trial,
-                         out_dir=args.out_dir, cfg=cfg["neuroprobe"],
+                         out_dir=args.out_dir, cfg={**np_cfg, "split_types": split_types},
                          patch_samples_s=seg["length_s"] / seg["n_patches"],
                          alignment_dir=args.alignment_dir or None)
 

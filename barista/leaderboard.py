@@ -83,7 +83,8 @@ def leaderboard_table(decoding: pd.DataFrame, source: str) -> pd.DataFrame:
 def wide(table: pd.DataFrame) -> pd.DataFrame:
     """Rows = (source, model), columns = (split type, task), in the leaderboard's order."""
     splits = [s for s in npb.SPLIT_TYPES if s in set(table["split_type"])]
-    tasks = [t for t in npb.TASKS if t in set(table["task"])]
+    order = ["speech", "onset", *(t for t in npb.TASKS if t not in ("speech", "onset"))]
+    tasks = [t for t in order if t in set(table["task"])]
     grid = table.pivot_table(index=["source", "model"], columns=["split_type", "task"],
                              values="auroc", sort=False)
     columns = [(s, t) for s in splits for t in tasks if (s, t) in grid.columns]

@@ -283,9 +283,14 @@ def protocol_tables(root: str | Path, subject: int, trial: int, tasks: list[str]
         samples.append(dataset_samples(base).assign(task=task))
         if electrodes is None:
             electrodes = list(base.electrode_labels)
-    if not samples:
-        raise ConfigError(f"no Neuroprobe split of {split_types} tests subject {subject} "
-                          f"trial {trial}")
+    if not samples:  # a training trial of the cross-trial splits only: its own samples
+        for task in tasks:
+            dataset = _checked(lambda t=task: np_pkg.BrainTreebankSubjectTrialBenchmarkDataset(
+                subject_of(subject), trial, torch.float32, t, output_indices=True, lite=lite),
+                root, subject, trial, task)
+            samples.append(dataset_samples(dataset).assign(task=task))
+            electrodes = list(dataset.electrode_labels)
+        roles.append(pd.DataFrame(columns=["task", "split_kind", "sample", "role"]))
     samples = pd.concat(samples, ignore_index=True)[["task", "sample", "label", "start", "stop"]]
     roles = pd.concat(roles, ignore_index=True)
     return ProtocolTables(samples, roles, electrodes, train_of)

@@ -109,9 +109,11 @@ def segment_trial(fif: str | Path, localization: pd.DataFrame, btb_root: str | P
                           "onset_s": samples["onset"] / sfreq, "label": samples["label"],
                           "sample": samples["sample"]})
     roles = tables.roles.merge(samples[["task", "sample", "segment"]], on=["task", "sample"])
+    # keyed by the package's sample too: two samples can share a window (two words at one
+    # onset), and each keeps the role the package gave it
     splits = pd.DataFrame({"recording": recording, "kind": roles["task"],
                            "segment": roles["segment"], "split_kind": roles["split_kind"],
-                           "role": roles["role"]})
+                           "role": roles["role"], "sample": roles["sample"]})
     metadata = {"recording": recording, "sfreq": sfreq, "n_patches": n_patches,
                 "patch_samples": n_window // n_patches,
                 "windows_per_row_group": WINDOWS_PER_ROW_GROUP,
@@ -155,8 +157,10 @@ def _positions(results, recording: str, task: str, split_kind: str, index: pd.Da
     if splits.empty:
         raise DataError(f"{path}: no '{split_kind}' split of '{task}': is it in config key "
                         "'neuroprobe.split_types', and does this trial's training trial exist?")
-    role_of = dict(zip(splits["segment"], splits["role"], strict=True))
-    roles = index["segment"].map(role_of)
+    if splits["sample"].duplicated().any():
+        raise DataError(f"{path}: a sample of '{task}' has two roles in '{split_kind}'")
+    role_of = dict(zip(splits["sample"], splits["role"], strict=True))
+    roles = index["sample"].map(role_of)
     return {role: np.flatnonzero((roles == role).to_numpy()) for role in ("train", "val", "test")}
 
 

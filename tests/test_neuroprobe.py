@@ -245,8 +245,8 @@ def _write_trial(root, rec, subject, names, n, seed, roles):
                   "segment": np.arange(n), "onset_s": onsets / SFREQ, "label": labels,
                   "sample": np.arange(n)}).to_parquet(out / "index.parquet")
     pd.concat([pd.DataFrame({"recording": rec, "kind": "speech", "segment": np.arange(n),
-                             "split_kind": kind, "role": role}) for kind, role in roles.items()]
-              ).to_parquet(out / "splits.parquet")
+                             "split_kind": kind, "role": role, "sample": np.arange(n)})
+               for kind, role in roles.items()]).to_parquet(out / "splits.parquet")
     x = np.linspace(-40, -20, len(names))
     pd.DataFrame({"recording": rec, "subject": subject, "session": "0", "channel": names,
                   "contact": names, "x": x, "y": 0.0, "z": 0.0, "hemisphere": "L",

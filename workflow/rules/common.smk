@@ -63,8 +63,6 @@ elif SOURCE == "braintreebank":
     BIDS_ROOT = config["dataset"]["braintreebank"]["root"] or "resources/braintreebank"
 else:
     BIDS_ROOT = config["dataset"]["local"]["bids_root"]
-# the Brain Treebank layout the Neuroprobe protocol reads (dataset.source braintreebank)
-BTB_ROOT = BIDS_ROOT
 
 
 def as_json(*sections):

@@ -6,23 +6,25 @@
 
 rule neuroprobe_alignment:
     input:
-        btb=BTB_ROOT,
+        root=bids_input(),
     output:
         words=f"{RESULTS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}_words_df.csv",
         nonverbal=f"{RESULTS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}_nonverbal_df.csv",
+    params:
+        root=BIDS_ROOT,
     log:
         f"{LOGS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}.log",
     conda:
         "../envs/barista.yaml"
     shell:
-        "python -m barista neuroprobe-alignment --params '{{}}' --btb-root {input.btb:q} "
+        "python -m barista neuroprobe-alignment --params '{{}}' --btb-root {params.root:q} "
         "--subject {wildcards.np_subject} --trial {wildcards.np_trial} "
         "--out-dir $(dirname {output.words}) > {log} 2>&1"
 
 
 rule neuroprobe_segment:
     input:
-        btb=BTB_ROOT,
+        root=bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
         fif=lambda wc: preproc_fif(wc.rec),
         localization=lambda wc: f"{RESULTS}/localization/{wc.rec.split('_')[0]}.parquet",
@@ -35,12 +37,13 @@ rule neuroprobe_segment:
     params:
         cfg=as_json("segments", "neuroprobe"),
         alignment=neuroprobe_alignment_dir(),
+        root=BIDS_ROOT,
     log:
         f"{LOGS}/neuroprobe/segment/{{rec}}.log",
     conda:
         "../envs/barista.yaml"
     shell:
-        "python -m barista neuroprobe-segment --params {params.cfg:q} --btb-root {input.btb:q} "
+        "python -m barista neuroprobe-segment --params {params.cfg:q} --btb-root {params.root:q} "
         "--alignment-dir {params.alignment:q} --recording {wildcards.rec} "
         "--recordings {input.recordings} --fif {input.fif} "
         "--localization {input.localization} --out-dir $(dirname {output.signal}) > {log} 2>&1"
@@ -78,7 +81,7 @@ rule neuroprobe_finetune:
         "python -m barista neuroprobe-finetune --params {params.cfg:q} --results {params.results} "
         "{params.model} {params.pretrained} --task {wildcards.nptask} "
         "--split-type {wildcards.split} --recording {wildcards.rec} "
-        "--train-recording {params.train:q} --recordings {input.recordings} "
+        "--train-recording={params.train} --recordings {input.recordings} "
         "--seeds {params.seeds} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -103,7 +106,7 @@ rule neuroprobe_linear:
     shell:
         "python -m barista neuroprobe-linear --params {params.cfg:q} --results {params.results} "
         "--task {wildcards.nptask} --split-type {wildcards.split} --recording {wildcards.rec} "
-        "--train-recording {params.train:q} --recordings {input.recordings} --out {output} "
+        "--train-recording={params.train} --recordings {input.recordings} --out {output} "
         "> {log} 2>&1"
 
 
