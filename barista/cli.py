@@ -656,13 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p = add("neuroprobe-alignment", cmd_neuroprobe_alignment,
             "derive Neuroprobe's word/non-verbal tables of a trial the package does not ship")
-    p.add_argument("--btb-root", required=True, help="Brain Treebank layout root")
+    p.add_argument("--btb-root", required=True, type=_bt_root,
+                   help="Brain Treebank release folder (or the file the workflow tracks)")
     p.add_argument("--subject", type=int, required=True)
     p.add_argument("--trial", type=int, required=True)
     p.add_argument("--out-dir", required=True)
     p = add("neuroprobe-segment", cmd_neuroprobe_segment,
             "cut one trial's Neuroprobe samples and splits (the neuroprobe package's)")
-    p.add_argument("--btb-root", required=True, help="Brain Treebank layout root")
+    p.add_argument("--btb-root", required=True, type=_bt_root,
+                   help="Brain Treebank release folder (or the file the workflow tracks)")
     p.add_argument("--alignment-dir", default="",
                    help="derived alignment tables (empty: the package's, of the real data)")
     p.add_argument("--recording", required=True)

@@ -10,14 +10,12 @@ rule neuroprobe_alignment:
     output:
         words=f"{RESULTS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}_words_df.csv",
         nonverbal=f"{RESULTS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}_nonverbal_df.csv",
-    params:
-        root=BIDS_ROOT,
     log:
         f"{LOGS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}.log",
     conda:
         "../envs/barista.yaml"
     shell:
-        "python -m barista neuroprobe-alignment --params '{{}}' --btb-root {params.root:q} "
+        "python -m barista neuroprobe-alignment --params '{{}}' --btb-root {input.root:q} "
         "--subject {wildcards.np_subject} --trial {wildcards.np_trial} "
         "--out-dir $(dirname {output.words}) > {log} 2>&1"
 
@@ -37,13 +35,12 @@ rule neuroprobe_segment:
     params:
         cfg=as_json("segments", "neuroprobe"),
         alignment=neuroprobe_alignment_dir(),
-        root=BIDS_ROOT,
     log:
         f"{LOGS}/neuroprobe/segment/{{rec}}.log",
     conda:
         "../envs/barista.yaml"
     shell:
-        "python -m barista neuroprobe-segment --params {params.cfg:q} --btb-root {params.root:q} "
+        "python -m barista neuroprobe-segment --params {params.cfg:q} --btb-root {input.root:q} "
         "--alignment-dir {params.alignment:q} --recording {wildcards.rec} "
         "--recordings {input.recordings} --fif {input.fif} "
         "--localization {input.localization} --out-dir $(dirname {output.signal}) > {log} 2>&1"
