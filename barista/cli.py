@@ -414,15 +414,17 @@ def cmd_neuroprobe_segment(args) -> dict:
 
 
 def _pretrained_on_benchmark(args, cfg: dict) -> int:
-    """Neuroprobe subject-trials among the recordings the encoder pretrained on (the benchmark
-    forbids any); none for a random-init encoder or the linear floor."""
-    from .evaluation import pretraining, read_recordings
+    """Neuroprobe subject-trials among the recordings the encoder pretrained on or validated
+    its pretraining on (the benchmark forbids both); none for a random-init encoder or the
+    linear floor."""
+    from .evaluation import pretraining, read_recordings, validation
     from .neuroprobe import subject_trial, subject_trials
 
     if args.model not in ("barista", "rpnt"):
         return 0
     recs = read_recordings(args.recordings)
-    pre = recs[recs["recording"].isin(pretraining(recs, cfg["evaluation"]))]
+    seen = pretraining(recs, cfg["evaluation"]) + validation(recs, cfg["evaluation"])
+    pre = recs[recs["recording"].isin(seen)]
     benchmark = set(subject_trials(cfg["neuroprobe"]["lite"]))
     return sum(subject_trial(s, t) in benchmark for s, t in zip(pre["subject"], pre["session"],
                                                                 strict=True))

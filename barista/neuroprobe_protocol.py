@@ -194,8 +194,6 @@ def evaluate_encoder(results: str | Path, encoder, *, task: str, split_type: str
     """Finetune and test ``encoder`` on one Neuroprobe split of ``recording`` (every fold, each
     from the same starting weights). ``cfg``: :class:`barista.training.finetune.FinetuneConfig`.
     """
-    import torch
-
     from .training.common import seed_everything, seed_of
     from .training.finetune import _fit, _load_windows, apply_freeze
 
@@ -238,8 +236,7 @@ def evaluate_encoder(results: str | Path, encoder, *, task: str, split_type: str
         outs.append({"auroc": m["auroc"], "test_roc_auc": m["auroc"],
                      "test_accuracy": m["test_accuracy"], "n_train": m["n_train"],
                      "n_test": m["n_test"]})
-    with torch.no_grad():
-        encoder.load_state_dict(start)
+    encoder.load_state_dict(start)  # the caller's encoder as it came
     return {"metrics": _fold_rows(outs), "curve": pd.concat(curves, ignore_index=True)}
 
 
@@ -258,9 +255,9 @@ def evaluate_linear(results: str | Path, *, task: str, split_type: str, recordin
         return f, y
 
     if split_type == "within_session":
-        feats, y = features(_windows(results, task, recording, None), False)
-        index = _windows(results, task, recording, None).index
-        folds = [_positions(results, recording, task, kind, index)
+        windows = _windows(results, task, recording, None)
+        feats, y = features(windows, False)
+        folds = [_positions(results, recording, task, kind, windows.index)
                  for kind in split_kinds(split_type)]
         data = [{role: (feats[pos], y[pos]) for role, pos in roles.items()} for roles in folds]
     else:

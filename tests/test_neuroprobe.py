@@ -349,3 +349,36 @@ def test_channel_subset_of_a_dataset(np_results):
         SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
                        recordings=["sub-1_ses-2"], segments="neuroprobe/segments",
                        channels=["A3"])
+
+
+def test_protocol_config():
+    from barista.config import validate_config
+
+    with pytest.raises(ConfigError, match="needs dataset.source 'braintreebank'"):
+        validate_config({"evaluation": {"protocols": ["barista", "neuroprobe"]}})
+    with pytest.raises(ConfigError, match="neuroprobe.tasks"):
+        validate_config({"neuroprobe": {"tasks": ["speech", "syntax"]}})
+    cfg = validate_config({})
+    assert cfg["evaluation"]["protocols"] == ["barista"]
+    assert cfg["neuroprobe"] == {"lite": True, "tasks": ["speech", "onset"], "split_types": [
+        "within_session", "cross_session", "cross_subject"], "alignment": "package"}
+
+
+def test_pretraining_on_benchmark_trials_is_counted(tmp_path):
+    """The benchmark forbids pretraining (or validating pretraining) on its trials: each such
+    trial counts, the others do not; a random-init encoder saw none."""
+    from types import SimpleNamespace
+
+    from barista.cli import _pretrained_on_benchmark
+
+    recs = tmp_path / "recordings.tsv"
+    pd.DataFrame({"recording": ["sub-1_ses-0", "sub-1_ses-1", "sub-2_ses-0", "sub-2_ses-4"],
+                  "subject": ["1", "1", "2", "2"], "session": ["0", "1", "0", "4"]}
+                 ).to_csv(recs, sep="\t", index=False)
+    cfg = {"evaluation": {"sessions": {"pretrain": ["1_0", "1_1"], "validation": ["2_0"],
+                                       "test": ["2_4"]}},
+           "neuroprobe": {"lite": True}}
+    count = _pretrained_on_benchmark(SimpleNamespace(model="barista", recordings=recs), cfg)
+    assert count == 2  # 1_1 pretrained, 2_0 validated; 1_0 is allowed
+    assert _pretrained_on_benchmark(SimpleNamespace(model="random_init", recordings=recs),
+                                    cfg) == 0
