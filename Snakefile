@@ -41,8 +41,7 @@ include: "workflow/rules/neuroprobe.smk"
 localrules:
     simulate,
     download,
-    braintreebank_download,
-    words,
+    download_release,
     recordings,
     derivative_description,
     decoding_table,
@@ -55,6 +54,7 @@ localrules:
     fig_pretrained_vs_random,
     fig_finetuning_curves,
     fig_importance,
+    fig_importance_release,
     fig_reconstruction,
     fig_reconstruction_channels,
     fig_neuroprobe,

@@ -61,7 +61,7 @@ RELEASE_TRIALS: dict[int, tuple[int, ...]] = {
 
 #: Localization columns added to :data:`barista.localize.COLUMNS` (same names for BIDS data).
 EXTRA_COLUMNS = ["desikan_killiany", "lip_l", "lip_i", "lip_p"]
-COLUMNS = BIDS_COLUMNS + EXTRA_COLUMNS
+COLUMNS = BIDS_COLUMNS + [c for c in EXTRA_COLUMNS if c not in BIDS_COLUMNS]
 
 _TRIAL_FILE = re.compile(r"^sub_(\d+)_trial(\d{3})\.h5$")
 _SESSION = re.compile(r"^(\d+)_(\d+)$")

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .atlas import DestrieuxAtlas, classify_label, default_atlas
+from .atlas import VolumeAtlas, classify_label, default_atlas, default_dk_atlas
 from .braintreebank import SFREQ, VOLTS_PER_UNIT, parse_session
 from .errors import ConfigError, DataError
 from .reference import laplacian
@@ -120,7 +120,7 @@ def _stretch(words: pd.DataFrame, n_times: int, sfreq: float) -> int:
                     f"{n_times / sfreq:.0f} s; choose a shorter duration_s")
 
 
-def _label_at(atlas: DestrieuxAtlas, xyz: np.ndarray, radius_mm: float = 4.0) -> str:
+def _label_at(atlas: VolumeAtlas, xyz: np.ndarray, radius_mm: float = 4.0) -> str:
     name = atlas.label_names(xyz)[0]
     if classify_label(name, xyz[0]).kind in ("white_matter", "unknown"):
         near, _ = atlas.nearest_grey(xyz, radius_mm)
@@ -154,7 +154,7 @@ def make_fixture(out_dir: str | Path, *, sessions: tuple[str, ...] = ("1_0", "1_
                           f"{duration_s}")
     keys = [parse_session(k, "sessions") for k in sessions]
     root = _prepare(Path(out_dir), overwrite)
-    atlas, dk_atlas = default_atlas(), DestrieuxAtlas(name="desikan_killiany")
+    atlas, dk_atlas = default_atlas(), default_dk_atlas()
     corrupted, clean, coords = {}, {}, []
     subjects = sorted({s for s, _ in keys})
     implants = {}
@@ -194,8 +194,8 @@ def _write_json(path: Path, content) -> None:
     path.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 
 
-def _write_subject(root: Path, subject: int, max_shafts: int, atlas: DestrieuxAtlas,
-                   dk_atlas: DestrieuxAtlas, seed: int) -> dict:
+def _write_subject(root: Path, subject: int, max_shafts: int, atlas: VolumeAtlas,
+                   dk_atlas: VolumeAtlas, seed: int) -> dict:
     """Contact names, localization and the selection files of one subject."""
     real = real_contacts(subject)
     shafts = _choose_shafts(real, max_shafts)

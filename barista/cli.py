@@ -98,9 +98,24 @@ def cmd_braintreebank_preprocess(args) -> dict:
     cfg = _params(args)
     subject, trial = subject_trial(args.recording)
     record = preprocess_trial(args.root, subject, trial, args.out, cfg["preprocess"])
-    return {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
-                                   "BadChannelsDropped", "TriggerChannelsDropped",
-                                   "ChannelsWithoutReference")}
+    summary = {k: record[k] for k in ("SamplingFrequency", "NotchFrequencies",
+                                      "BadChannelsDropped", "TriggerChannelsDropped",
+                                      "ChannelsWithoutReference")}
+    # the log's record of the memory a trial took (the sidecar stays the same from run to run)
+    return {**summary, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak RSS (Linux ``VmHWM``; ``ru_maxrss`` would include the peak of the
+    process that started it, since Linux keeps it across ``execve``); None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def cmd_braintreebank_localize(args) -> dict:
@@ -179,7 +194,8 @@ def cmd_localize(args) -> dict:
         args.bids_root, args.subject, args.sessions or [None], space=cfg["dataset"]["space"],
         need_atlas=bool({"parcel", "lobe"} & set(active_scales(cfg))),
         white_matter_radius_mm=cfg["atlas"]["white_matter_radius_mm"],
-        label_column=cfg["atlas"]["label_column"])
+        label_column=cfg["atlas"]["label_column"],
+        dk_label_column=cfg["atlas"]["dk_label_column"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
@@ -261,7 +277,9 @@ def cmd_pretrain(args) -> dict:
 
         if not (args.encode and args.mask):
             raise BaristaError("pretrain --architecture barista needs --encode and --mask")
-        overrides, encode, mask, objective = (cfg["model"]["overrides"], args.encode,
+        from .config import barista_overrides
+
+        overrides, encode, mask, objective = (barista_overrides(cfg["model"]), args.encode,
                                               args.mask, BARISTA)
     train_cfg = PretrainConfig(**options, device=cfg["model"]["device"])
     return pretrain(args.results, args.out_dir, encode_scale=encode, mask_scale=mask,
@@ -277,16 +295,21 @@ def cmd_finetune(args) -> dict:
 
     cfg = _params(args)
     _threads(cfg)
+    mask = args.mask or NONE
+    if args.model == "barista_release":
+        mask = "channel"  # every released encoder was pretrained with channel-scale masking
     keys = {"model": args.model, "encode_scale": args.encode or NONE,
-            "mask_scale": args.mask or NONE, "task": args.task,
+            "mask_scale": mask, "task": args.task,
             "split_kind": _setting(args, cfg), **_entities(args.recording)}
     sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
                 "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
-                "random_init": ("model", "pretrain", "finetune", "evaluation")}[args.model]
+                "random_init": ("model", "pretrain", "finetune", "evaluation"),
+                "barista_release": ("finetune", "evaluation")}[args.model]
+    release = _release_encoder(args) if args.model == "barista_release" else None
     summary = {}
     for seed in args.seeds:
         # the encoder is the same for every seed: its frozen probe is scored once
-        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0])
+        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0], release=release)
         out_dir = Path(args.out_dir) / f"seed{seed}"
         out_dir.mkdir(parents=True, exist_ok=True)
         rows(out["metrics"], **keys, seed=seed, config_hash=result_hash(cfg, *sections)
@@ -298,19 +321,45 @@ def cmd_finetune(args) -> dict:
     return summary
 
 
-def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
+def _release_encoder(args) -> tuple:
+    """The released encoder of ``--pretrained`` and the recording's channels in its
+    vocabulary (both logged), after checking that the segments have the release's geometry."""
+    from .config import release_geometry_mismatch
+    from .data import SignalFile
+    from .release import RELEASES, load_release
+    from .release_ids import log_release_ids, recording_release_ids
+
+    meta = SignalFile(Path(args.results) / "segments" / args.recording / "signal.parquet").meta
+    length = meta["n_patches"] * meta["patch_samples"] / meta["sfreq"]
+    problem = release_geometry_mismatch(float(meta["sfreq"]), length, int(meta["n_patches"]))
+    if problem:
+        raise BaristaError(f"{args.recording}: {problem}")
+    name = Path(args.pretrained).stem
+    if name not in RELEASES or RELEASES[name][1] != args.encode:
+        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
+                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
+    encoder, _ = load_release(Path(args.pretrained), name=name,
+                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    found = recording_release_ids(args.results, args.recording, args.encode)
+    log_release_ids(found)
+    return encoder, {args.recording: found.ids}
+
+
+def _finetune_seed(args, cfg: dict, seed: int, probe: bool, release=None) -> dict:
     from .training.finetune import finetune
 
-    encoder, ft_cfg = _encoder_for(args, cfg, seed)
+    encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, seed, release)
     scores = {}
     if probe and cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
         from .training.common import pick_device
         from .training.probe import probe_auroc
 
         scores = probe_auroc(encoder, args.results, args.recording, args.task,
-                             device=pick_device(cfg["model"]["device"]))
+                             device=pick_device(cfg["model"]["device"]),
+                             spatial_ids=spatial_ids)
     out = finetune(args.results, encoder, recording=args.recording, task=args.task,
-                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
+                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg,
+                   spatial_ids=spatial_ids)
     out["metrics"].update(scores)
     return out
 
@@ -420,12 +469,17 @@ def _pretrained_on_benchmark(args, cfg: dict) -> int:
     from .evaluation import pretraining, read_recordings, validation
     from .neuroprobe import subject_trial, subject_trials
 
+    benchmark = set(subject_trials(cfg["neuroprobe"]["lite"]))
+    if args.model == "barista_release":
+        from .leaderboard import RELEASE_PRETRAINING_SESSIONS
+
+        return sum(tuple(map(int, key.split("_"))) in benchmark
+                   for key in RELEASE_PRETRAINING_SESSIONS)
     if args.model not in ("barista", "rpnt"):
         return 0
     recs = read_recordings(args.recordings)
     seen = pretraining(recs, cfg["evaluation"]) + validation(recs, cfg["evaluation"])
     pre = recs[recs["recording"].isin(seen)]
-    benchmark = set(subject_trials(cfg["neuroprobe"]["lite"]))
     return sum(subject_trial(s, t) in benchmark for s, t in zip(pre["subject"], pre["session"],
                                                                 strict=True))
 
@@ -456,13 +510,14 @@ def cmd_neuroprobe_finetune(args) -> dict:
     overlap = _pretrained_on_benchmark(args, cfg)
     sections = ("model", "pretrain", "rpnt", "finetune", "neuroprobe")
     summary = {}
+    release = _neuroprobe_release(args) if args.model == "barista_release" else None
     for seed in args.seeds:
-        args.seed = seed
-        encoder, ft_cfg = _encoder_for(args, cfg, seed)
+        encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, seed, release)
         out = evaluate_encoder(args.results, encoder, task=args.task,
                                split_type=args.split_type, recording=args.recording,
                                train_recording=args.train_recording or None, cfg=ft_cfg,
-                               device=pick_device(cfg["model"]["device"]))
+                               device=pick_device(cfg["model"]["device"]),
+                               spatial_ids=spatial_ids)
         metrics = {**out["metrics"], "pretrained_on_benchmark": overlap}
         out_dir = Path(args.out_dir) / f"seed{seed}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -474,17 +529,61 @@ def cmd_neuroprobe_finetune(args) -> dict:
     return summary
 
 
-def _encoder_for(args, cfg: dict, seed: int):
-    """The encoder a finetuning job starts from, and its finetuning settings."""
+def _neuroprobe_release(args) -> tuple:
+    """The released encoder for the Neuroprobe windows (1 s = 4 of its 512-sample patches at
+    2048 Hz; rotary positions 0..3, a subset of the 0..11 it was pretrained on) and its own
+    spatial ids of the channels of the tested and training trials."""
+    import pandas as pd
+
+    from .config import RELEASE_PATCH_SAMPLES, RELEASE_SFREQ
+    from .data import SignalFile
+    from .neuroprobe_protocol import SEGMENTS
+    from .release import RELEASES, load_release
+    from .release_ids import channel_release_ids, log_release_ids
+
+    folder = Path(args.results) / SEGMENTS
+    meta = SignalFile(folder / args.recording / "signal.parquet").meta
+    if float(meta["sfreq"]) != RELEASE_SFREQ or int(meta["patch_samples"]) != \
+            RELEASE_PATCH_SAMPLES:
+        raise BaristaError(f"{args.recording}: the released encoders read {RELEASE_SFREQ:g} Hz "
+                           f"patches of {RELEASE_PATCH_SAMPLES} samples; these Neuroprobe "
+                           f"windows are {meta['sfreq']:g} Hz, {meta['patch_samples']} samples "
+                           "per patch (preprocess.resample_hz, segments.length_s/n_patches)")
+    name = Path(args.pretrained).stem
+    if name not in RELEASES or RELEASES[name][1] != args.encode:
+        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
+                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
+    encoder, _ = load_release(Path(args.pretrained), name=name,
+                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    ids = {}
+    for rec in filter(None, {args.recording, args.train_recording}):
+        order = SignalFile(folder / rec / "signal.parquet").channels
+        table = pd.read_parquet(folder / rec / "channels.parquet")
+        found = channel_release_ids(table.set_index("channel", drop=False).loc[order]
+                                    .reset_index(drop=True), args.encode)
+        log_release_ids(found)
+        ids[rec] = found.ids
+    return encoder, ids
+
+
+def _encoder_for(args, cfg: dict, seed: int, release=None):
+    """The encoder a finetuning job starts from, its finetuning settings and the spatial ids
+    it reads instead of the encode scale's tokens (the released encoders' own; else None)."""
+    import copy
+
+    from .config import barista_overrides
     from .training.finetune import FinetuneConfig
     from .training.pretrain import initial_encoder, load_pretrained, model_config
 
     ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
+          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "barista_release")}
     ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
                             cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
+    spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
     if args.model == "barista":
         encoder, _ = load_pretrained(args.pretrained)
+    elif args.model == "barista_release":
+        encoder, spatial_ids = copy.deepcopy(release[0]), release[1]
     elif args.model == "rpnt":
         from .training.rpnt_pretrain import load_rpnt_encoder
 
@@ -492,9 +591,10 @@ def _encoder_for(args, cfg: dict, seed: int):
     else:
         # the pretraining runs' starting point, so the comparison isolates pretraining
         encoder = initial_encoder(model_config(Path(args.results), args.encode,
-                                               cfg["model"]["size"], cfg["model"]["overrides"]),
+                                               cfg["model"]["size"],
+                                               barista_overrides(cfg["model"])),
                                   cfg["pretrain"]["seed"])
-    return encoder, ft_cfg
+    return encoder, ft_cfg, spatial_ids
 
 
 def cmd_neuroprobe_linear(args) -> dict:
@@ -538,6 +638,30 @@ def cmd_figures(args) -> dict:
     from .figures.make import make
 
     return make(args)
+
+
+def cmd_release_download(args) -> dict:
+    from .release import download_release, sha256_of
+
+    path = download_release(args.name, Path(args.dest), url=args.url)
+    print(path)
+    return {"path": str(path), "sha256": sha256_of(path)}
+
+
+def cmd_release_show(args) -> dict:
+    from .release import RELEASES, format_mapping, load_release
+
+    path = Path(args.dest) / f"{args.target}.ckpt" if args.target in RELEASES \
+        else Path(args.target)
+    encoder, mapping = load_release(path, log_mapping=False)
+    c = encoder.config
+    n_params = sum(p.numel() for p in encoder.parameters())
+    print(f"{path}\nkey mapping (release -> barista):\n{format_mapping(mapping)}")
+    print(f"encode scale: {c.encode_scale}\nvocabulary: {c.vocab_size}"
+          + (" (L, I, P grid tables of 200 rows)" if c.encode_scale == "channel" else ""))
+    print(f"parameters: {n_params}")
+    return {"path": str(path), "encode_scale": c.encode_scale, "vocab_size": c.vocab_size,
+            "parameters": n_params, "mapped_keys": len(mapping)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -631,10 +755,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end after STEPS steps without finishing, as if killed (for tests)")
     p = add("finetune", cmd_finetune, "finetune a pretrained or random-init model on a task")
     p.add_argument("--results", required=True)
-    p.add_argument("--model", choices=["barista", "random_init", "rpnt"], required=True)
+    p.add_argument("--model", choices=["barista", "random_init", "rpnt", "barista_release"],
+                   required=True)
     p.add_argument("--encode", default=None, help="encoding scale (not for rpnt)")
     p.add_argument("--mask", default=None)
-    p.add_argument("--pretrained", default=None, help="model.pt (for --model barista)")
+    p.add_argument("--pretrained", default=None,
+                   help="model.pt (--model barista, rpnt) or a released <name>.ckpt "
+                        "(--model barista_release)")
     p.add_argument("--task", required=True)
     p.add_argument("--recording", required=True)
     p.add_argument("--recordings", required=True, help="recordings.tsv")
@@ -689,10 +816,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = neuroprobe_job("neuroprobe-finetune", cmd_neuroprobe_finetune,
                        "finetune and test an encoder on one Neuroprobe split")
-    p.add_argument("--model", choices=["barista", "random_init", "rpnt"], required=True)
+    p.add_argument("--model", choices=["barista", "random_init", "rpnt", "barista_release"],
+                   required=True)
     p.add_argument("--encode", default=None)
     p.add_argument("--mask", default=None)
-    p.add_argument("--pretrained", default=None, help="model.pt")
+    p.add_argument("--pretrained", default=None,
+                   help="model.pt, or a released <name>.ckpt (--model barista_release)")
     p.add_argument("--seeds", type=int, nargs="+", required=True)
     p.add_argument("--out-dir", required=True, help="writes seed<k>/ for each seed")
     p = neuroprobe_job("neuroprobe-linear", cmd_neuroprobe_linear,
@@ -733,6 +862,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric of the table: auroc (finetuned) or probe_auroc (frozen probe)")
     p.add_argument("--color-by", choices=["parcel", "lobe"], default="parcel")
     p.add_argument("--dataset", help="dataset name (neuroprobe figures)")
+
+    from .release import DEFAULT_DEST, RELEASES
+
+    release = sub.add_parser("release", help="the authors' released BaRISTA encoders")
+    actions = release.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("download", help="download a released checkpoint, sha256-verified")
+    p.add_argument("name", choices=sorted(RELEASES))
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help="folder (default %(default)s)")
+    p.add_argument("--url", default=None, help="fetch from here instead of the release URL")
+    p.set_defaults(func=cmd_release_download)
+    p = actions.add_parser("show", help="load a checkpoint into barista's encoder and print "
+                                        "the key mapping, scale, vocabulary and size")
+    p.add_argument("target", help=f"a checkpoint name ({', '.join(RELEASES)}) under --dest, "
+                                  f"or a path")
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help="folder (default %(default)s)")
+    p.set_defaults(func=cmd_release_show)
     return parser
 
 

@@ -23,6 +23,11 @@ import yaml
 from .errors import ConfigError
 
 SCALES = ("channel", "parcel", "lobe")
+# the window the authors' released encoders were trained on: 3 s at 2048 Hz, 12 patches of 512
+RELEASE_SFREQ = 2048.0
+RELEASE_LENGTH_S = 3.0
+RELEASE_PATCHES = 12
+RELEASE_PATCH_SAMPLES = 512
 
 
 def schema_path() -> Path:
@@ -138,10 +143,68 @@ def _check_consistency(cfg: dict) -> None:
     if "neuroprobe" in cfg["evaluation"]["protocols"] and ds["source"] != "braintreebank":
         raise ConfigError("config key 'evaluation.protocols': neuroprobe scores Brain Treebank "
                           f"trials and needs dataset.source 'braintreebank' (is {ds['source']!r})")
+    for key in ("spatial_init", "channel_coordinates"):
+        if cfg["model"][key] is not None and key in cfg["model"]["overrides"]:
+            raise ConfigError(f"config keys 'model.{key}' and 'model.overrides.{key}' are both "
+                              "set: keep one")
+    if cfg["finetune"]["barista_release"]:
+        problem = release_geometry_problem(cfg)
+        if problem:
+            raise ConfigError(problem)
     band = cfg["preprocess"]["bandpass"]
     if band is not None and None not in band and band[0] >= band[1]:
         raise ConfigError(f"config key 'preprocess.bandpass': low edge {band[0]} must be below "
                           f"high edge {band[1]}")
+
+
+def sampling_rate(cfg: dict) -> float | None:
+    """The rate of the segments when the config alone says it (resampled, or simulated
+    without resampling); ``None`` when it is the recordings' own."""
+    if cfg["preprocess"]["resample_hz"] is not None:
+        return float(cfg["preprocess"]["resample_hz"])
+    if cfg["dataset"]["source"] == "simulate":
+        return float(cfg["dataset"]["simulate"]["sfreq"])
+    return None
+
+
+def release_geometry_problem(cfg: dict) -> str | None:
+    """Why ``finetune.barista_release`` cannot run with this config, or ``None``; a rate the
+    config does not fix (the recordings' own) is checked on the segments instead
+    (:func:`release_geometry_mismatch`)."""
+    seg = cfg["segments"]
+    return release_geometry_mismatch(sampling_rate(cfg), float(seg["length_s"]),
+                                     int(seg["n_patches"]))
+
+
+def release_geometry_mismatch(sfreq: float | None, length_s: float,
+                              n_patches: int) -> str | None:
+    """Why windows of ``length_s`` at ``sfreq`` in ``n_patches`` patches do not fit the
+    released encoders, or ``None`` (an unknown ``sfreq`` passes).
+
+    They read 3 s windows at 2048 Hz cut into 12 patches of 512 samples: the tokenizer's
+    weights are for 512 samples and its dilations for 2048 Hz, the rotary positions for patches
+    0..11.
+    """
+    if (length_s, n_patches) == (RELEASE_LENGTH_S, RELEASE_PATCHES) and sfreq in (
+            None, RELEASE_SFREQ):
+        return None
+    rate = f"{sfreq:g} Hz" if sfreq is not None else "the recordings' rate"
+    samples = f" = {sfreq * length_s / n_patches:g} samples" if sfreq is not None else ""
+    return (f"config key 'finetune.barista_release' needs the released encoders' "
+            f"{RELEASE_PATCH_SAMPLES}-sample patches ({RELEASE_SFREQ:g} Hz x "
+            f"{RELEASE_LENGTH_S / RELEASE_PATCHES:g} s, {RELEASE_PATCHES} per "
+            f"{RELEASE_LENGTH_S:g} s window); this config gives {rate} x {length_s:g} s / "
+            f"{n_patches} patches{samples}: set preprocess.resample_hz: null with "
+            f"{RELEASE_SFREQ:g} Hz data (or resample_hz: {RELEASE_SFREQ:g}), "
+            f"segments.length_s: {RELEASE_LENGTH_S:g}, segments.n_patches: {RELEASE_PATCHES}")
+
+
+def barista_overrides(model: dict) -> dict:
+    """Architecture fields a ``model`` section sets over its size preset: ``overrides`` plus
+    ``spatial_init`` and ``channel_coordinates`` where they are not null (the preset's)."""
+    named = {k: model[k] for k in ("spatial_init", "channel_coordinates")
+             if model.get(k) is not None}
+    return {**model["overrides"], **named}
 
 
 def load_config(path: str | Path) -> dict:

@@ -92,12 +92,23 @@ class SegmentDataset(Dataset):
     channels : sequence of str | None
         Keep only these channels, in this order (every recording must have them all): a
         model trained on one recording and tested on another sees the same channels in both.
+    spatial_ids : mapping of str to int array | None
+        Each recording's spatial token ids (one per channel, in signal order) in place of the
+        ``encode_scale`` token table's: a vocabulary of another model, such as the authors'
+        released encoders (:func:`barista.release_ids.release_spatial_ids`). Group ids then
+        come from ``mask_scale``'s table, or are zeros without one.
+
+    Samples carry ``grid_ids`` (channels, 3), the integer L, I, P voxel coordinates the
+    ``lip`` channel encoder indexes (-1 where a channel has none), when every recording's
+    ``channels.parquet`` has them for some channel; otherwise the encoder derives rows from the
+    MNI ``coords`` (:func:`barista.models.spatial.mni_grid_ids`). Frames never mix in a batch.
     """
 
     def __init__(self, root: str | Path, kind: str = "pretrain", *,
                  encode_scale: str | None = "channel",
                  mask_scale: str | None = None, split_kind: str | None = "random",
                  roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None,
+                 spatial_ids: dict[str, np.ndarray] | None = None,
                  segments: str = "segments", channels: Sequence[str] | None = None):
         root = Path(root)
         seg_dirs = sorted(p.parent for p in (root / segments).glob("*/index.parquet"))
@@ -120,7 +131,14 @@ class SegmentDataset(Dataset):
         self.channels = {d.name: pd.read_parquet(d / "channels.parquet") for d in seg_dirs}
         self.coords = {rec: torch.tensor(table[["x", "y", "z"]].to_numpy(np.float32))
                        for rec, table in self.channels.items()}
-        if encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
+        self.grid_ids = _grid_ids(self.channels, self.files)
+        if spatial_ids is not None:
+            self.spatial = {rec: _checked_ids(spatial_ids, rec, f)
+                            for rec, f in self.files.items()}
+            self.groups = (self._ids(root, mask_scale, "group_id") if mask_scale else
+                           {rec: np.zeros(len(f.channels), np.int64)
+                            for rec, f in self.files.items()})
+        elif encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
             self.spatial = {rec: np.zeros(len(f.channels), np.int64)
                             for rec, f in self.files.items()}
             self.groups = dict(self.spatial)
@@ -147,6 +165,8 @@ class SegmentDataset(Dataset):
             self.groups[rec] = self.groups[rec][picks]
             self.coords[rec] = self.coords[rec][torch.from_numpy(picks)]
             self.channels[rec] = self.channels[rec].iloc[picks].reset_index(drop=True)
+            if self.grid_ids is not None:
+                self.grid_ids[rec] = self.grid_ids[rec][torch.from_numpy(picks)]
 
     def channel_names(self, recording: str) -> list[str]:
         """The channels a sample of ``recording`` holds, in order."""
@@ -204,7 +224,7 @@ class SegmentDataset(Dataset):
         rec, seg = self._recordings[i], int(self._segments[i])
         window = self.files[rec].window(seg)
         picks = self._picks[rec]
-        return {
+        sample = {
             "x": torch.from_numpy(np.array(window if picks is None else window[picks])),
             "spatial_id": torch.from_numpy(self.spatial[rec]),
             "group_id": torch.from_numpy(self.groups[rec]),
@@ -213,6 +233,35 @@ class SegmentDataset(Dataset):
             "recording": rec,
             "segment": seg,
         }
+        if self.grid_ids is not None:
+            sample["grid_ids"] = self.grid_ids[rec]
+        return sample
+
+
+LIP = ["lip_l", "lip_i", "lip_p"]
+
+
+def _grid_ids(channels: dict[str, pd.DataFrame],
+              files: dict[str, SignalFile]) -> dict[str, torch.Tensor] | None:
+    """Per recording, (channels, 3) int64 L, I, P rows (-1 = unknown), or None when some
+    recording has none at all (segments cut before these columns existed have none)."""
+    out = {}
+    for rec, table in channels.items():
+        if not set(LIP) <= set(table.columns) or table[LIP].isna().all(axis=None):
+            return None
+        lip = table.set_index("channel").loc[files[rec].channels, LIP]
+        out[rec] = torch.from_numpy(lip.astype("Int64").fillna(-1).to_numpy(np.int64))
+    return out
+
+
+def _checked_ids(spatial_ids: dict[str, np.ndarray], rec: str, file: SignalFile) -> np.ndarray:
+    if rec not in spatial_ids:
+        raise DataError(f"no spatial ids given for recording {rec}")
+    ids = np.asarray(spatial_ids[rec], dtype=np.int64)
+    if ids.shape != (len(file.channels),):
+        raise DataError(f"{rec}: {ids.shape[0] if ids.ndim else 0} spatial ids given for "
+                        f"{len(file.channels)} channels")
+    return ids
 
 
 def collate_packed(samples: list[dict]) -> dict:
@@ -220,8 +269,8 @@ def collate_packed(samples: list[dict]) -> dict:
     counts = torch.tensor([s["x"].shape[0] for s in samples], dtype=torch.int64)
     cu = torch.zeros(len(samples) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(counts, 0)
-    extra = {"features": torch.cat([s["features"] for s in samples])} if "features" in \
-        samples[0] else {}
+    extra = {key: torch.cat([s[key] for s in samples]) for key in ("features", "grid_ids")
+             if key in samples[0]}
     return {
         **extra,
         "x": torch.cat([s["x"] for s in samples]),

@@ -36,6 +36,11 @@ ATTESTATION_PHRASES = (
     "I attest that the submitted model was not pretrained on any data that intersects with any "
     "data of Neuroprobe",
 )
+# the sessions (subject_trial) the authors' released encoders were pretrained and validated on
+# (the paper's braintreebank.yaml: 17 pretrain, 2 validation); 7 are Neuroprobe-Lite trials
+RELEASE_PRETRAINING_SESSIONS = ("1_0", "1_2", "2_0", "2_1", "2_2", "2_3", "2_4", "3_1", "3_2",
+                                "4_1", "5_0", "6_0", "6_1", "7_1", "8_0", "9_0", "10_1", "2_5",
+                                "4_2")
 MODEL_NAMES = {"barista": "BaRISTA", "barista_release": "BaRISTA (released encoder)",
                "random_init": "BaRISTA random init", "rpnt": "RPNT", "linear": "Linear (ours)"}
 

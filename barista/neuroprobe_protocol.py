@@ -136,12 +136,13 @@ def segment_trial(fif: str | Path, localization: pd.DataFrame, btb_root: str | P
 
 # --- scoring ------------------------------------------------------------------------------
 
-def _windows(results, task, recording, scale, channels=None, split_kind=None, roles=("train",)):
+def _windows(results, task, recording, scale, channels=None, spatial_ids=None):
     from .data import SegmentDataset
 
-    ds = SegmentDataset(results, task, encode_scale=scale, mask_scale=None,
-                        split_kind=split_kind, roles=roles, recordings=[recording],
-                        segments=SEGMENTS, channels=channels)
+    ds = SegmentDataset(results, task, encode_scale=scale, mask_scale=None, split_kind=None,
+                        recordings=[recording], segments=SEGMENTS, channels=channels,
+                        spatial_ids=None if spatial_ids is None else
+                        {recording: spatial_ids[recording]})
     if len(ds) == 0:
         raise DataError(f"{recording}: no Neuroprobe '{task}' samples under "
                         f"{Path(results) / SEGMENTS / recording}")
@@ -190,9 +191,12 @@ def _fold_rows(outs: list[dict]) -> dict:
 
 
 def evaluate_encoder(results: str | Path, encoder, *, task: str, split_type: str,
-                     recording: str, train_recording: str | None, cfg, device) -> dict:
+                     recording: str, train_recording: str | None, cfg, device,
+                     spatial_ids: dict | None = None) -> dict:
     """Finetune and test ``encoder`` on one Neuroprobe split of ``recording`` (every fold, each
-    from the same starting weights). ``cfg``: :class:`barista.training.finetune.FinetuneConfig`.
+    from the same starting weights). ``cfg``: :class:`barista.training.finetune.FinetuneConfig`;
+    ``spatial_ids``: per recording, the encoder's own spatial ids of its Neuroprobe channels
+    (the released encoders' vocabularies), in place of the encode scale's tokens.
     """
     from .training.common import seed_everything, seed_of
     from .training.finetune import _fit, _load_windows, apply_freeze
@@ -202,7 +206,7 @@ def evaluate_encoder(results: str | Path, encoder, *, task: str, split_type: str
     apply_freeze(encoder, cfg.freeze)
     pooled = split_type == "cross_subject"
     if split_type == "within_session":
-        windows = _windows(results, task, recording, scale)
+        windows = _windows(results, task, recording, scale, spatial_ids=spatial_ids)
         _load_windows(windows, encoder, device)
         folds = {kind: _positions(results, recording, task, kind, windows.index)
                  for kind in split_kinds(split_type)}
@@ -212,8 +216,8 @@ def evaluate_encoder(results: str | Path, encoder, *, task: str, split_type: str
         if train_recording is None:
             raise ConfigError(f"{split_type} needs the recording it trains on")
         channels = None if pooled else _common_channels(results, recording, train_recording)
-        train = _windows(results, task, train_recording, scale, channels)
-        test = _windows(results, task, recording, scale, channels)
+        train = _windows(results, task, train_recording, scale, channels, spatial_ids)
+        test = _windows(results, task, recording, scale, channels, spatial_ids)
         for ds in (train, test):
             _load_windows(ds, encoder, device)
         roles = _positions(results, recording, task, split_type, test.index)

@@ -259,8 +259,10 @@ def recording_channels(raw: mne.io.BaseRaw, anchors: dict[str, str], localizatio
         row.update({"channel": ch, "contact": anchor})
         rows.append(row)
     cols = ["channel", "contact", "x", "y", "z", "hemisphere", "atlas_label", "kind", "parcel",
-            "lobe", "label_source", "keep", "drop_reason"]
-    return pd.DataFrame(rows)[cols]
+            "lobe", "desikan_killiany", "label_source", "keep", "drop_reason", "lip_l", "lip_i",
+            "lip_p"]
+    table = pd.DataFrame(rows, columns=cols)
+    return table.astype({c: "Int64" for c in ("lip_l", "lip_i", "lip_p")})
 
 
 def segment_recording(fif: str | Path, events_tsv: str | Path | None,

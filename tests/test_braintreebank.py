@@ -532,6 +532,7 @@ def test_paper_config_dry_runs_to_the_paper_job_list(tmp_path):
     assert jobs["finetune_pretrained"] == n_pairs * 2 * 7  # pairs x tasks x test sessions
     assert jobs["finetune_random_init"] == 3 * 2 * 7
     assert jobs["linear_baseline"] == 2 * 7
+    assert jobs["finetune_release"] == 3 * 2 * 7  # the authors' encoders, one per scale
 
 
 @pytest.mark.slow

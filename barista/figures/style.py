@@ -44,7 +44,7 @@ LOBE_COLORS = {
 
 SPLIT_ORDER = ("within_session", "heldout_session", "cross_session", "cross_subject")
 MODEL_NAMES = {"barista": "BaRISTA", "random_init": "random init", "linear": "linear",
-               "rpnt": "RPNT"}
+               "rpnt": "RPNT", "barista_release": "BaRISTA release"}
 
 # what every figure function returns: the figure and the table of the numbers it plots
 Drawn = tuple[Figure, pd.DataFrame]

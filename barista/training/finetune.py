@@ -154,7 +154,8 @@ def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, task: str,
              mask_scale: str | None, split_kind: str = "random",
-             cfg: FinetuneConfig | None = None) -> dict:
+             cfg: FinetuneConfig | None = None,
+             spatial_ids: dict[str, np.ndarray] | None = None) -> dict:
     """Finetune ``encoder`` on one recording's task; returns metrics.
 
     ``split_kind`` is ``random`` or ``chronoK`` (one split; ``encoder`` is finetuned in place)
@@ -163,16 +164,20 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
 
     Returns a dict with ``metrics`` (test/val AUROC at the best validation epoch, best epoch),
     ``curve`` (one row per epoch, and per fold) and ``importance`` (per-channel head weight
-    magnitude, averaged over folds).
+    magnitude, averaged over folds). ``spatial_ids`` replaces the encode scale's token ids
+    (an encoder with a vocabulary of its own, such as a released one; see
+    :class:`~barista.data.SegmentDataset`).
     """
     cfg = cfg or FinetuneConfig()
     device = pick_device(cfg.device)
     seed_everything(seed_of(cfg.seed, recording, task))
     scale = encoder.config.encode_scale
     if split_kind == CROSS_VALIDATED:
-        return _cross_validated(results, encoder, recording, task, mask_scale, cfg, device)
+        return _cross_validated(results, encoder, recording, task, mask_scale, cfg, device,
+                                spatial_ids)
     sets = {role: SegmentDataset(results, task, encode_scale=scale, mask_scale=mask_scale,
-                                 split_kind=split_kind, roles=(role,), recordings=[recording])
+                                 split_kind=split_kind, roles=(role,), recordings=[recording],
+                                 spatial_ids=spatial_ids)
             for role in ("train", "val", "test")}
     for role, ds in sets.items():
         if len(ds) == 0:
@@ -183,11 +188,13 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
     return _fit(encoder, sets, recording, cfg, device)
 
 
-def _cross_validated(results, encoder, recording, task, mask_scale, cfg, device) -> dict:
+def _cross_validated(results, encoder, recording, task, mask_scale, cfg, device,
+                     spatial_ids=None) -> dict:
     """Every chronological fold from the same starting weights; the windows are read (and
     their frozen CNN features computed) once for all folds."""
     windows = SegmentDataset(results, task, encode_scale=encoder.config.encode_scale,
-                             mask_scale=mask_scale, split_kind=None, recordings=[recording])
+                             mask_scale=mask_scale, split_kind=None, recordings=[recording],
+                             spatial_ids=spatial_ids)
     if len(windows) == 0:
         raise DataError(f"{recording}: no '{task}' windows to finetune on")
     roles = chronological_roles(results, recording, task).reindex(windows.index["segment"])

@@ -4,6 +4,11 @@
 # trial's word events (BIDS sources have an events.tsv).
 
 
+localrules:
+    braintreebank_download,
+    words,
+
+
 rule braintreebank_download:
     output:
         "resources/braintreebank/.barista/braintreebank.json",
@@ -45,7 +50,11 @@ rule derivative_description:
     output:
         f"{DERIV}/dataset_description.json",
     params:
-        root=BIDS_ROOT,
+        # the release folder: the tracked file's folder, or two up from the download's marker
+        root=lambda wc, input: os.path.dirname(
+            input.root if input.root.endswith("corrupted_elec.json")
+            else os.path.dirname(input.root)
+        ),
     log:
         f"{LOGS}/derivative_description.log",
     conda:

@@ -10,6 +10,7 @@ from barista import neuroprobe as npb
 from barista.config import active_scales, validate_config, visible_gpus
 from barista.errors import ConfigError, DataError
 from barista.evaluation import decoded
+from barista.release import RELEASES
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
 config.update(validate_config(config))
@@ -31,6 +32,14 @@ GPU_PER_JOB = 1 if visible_gpus() else 0
 
 
 SEED_ARGS = " ".join(str(s) for s in config["finetune"]["seeds"])
+
+# the authors' released encoder of each encode scale (finetune.barista_release), downloaded once
+# for every dataset into resources/release/
+RELEASE_OF_SCALE = {scale: name for name, (_, scale) in RELEASES.items()}
+
+
+def release_checkpoint(encode):
+    return f"resources/release/{RELEASE_OF_SCALE[encode]}.ckpt"
 
 
 def seed_files(stem, name):
@@ -79,10 +88,17 @@ HELDOUT_KEYS = [
 ]
 
 
+# finetune keys that only say which models are finetuned: turning the released encoders (or the
+# random-init runs) on or off adds or removes their jobs and never re-runs the others
+FINETUNE_SWITCHES = ("random_init", "linear_baseline", "barista_release")
+
+
 def scoped_json(sections, *scales, keys=()):
     """Config sections plus the options of the scales a job uses (and single ``section.key``
     options): a job is re-run when they change, and not when another scale's options do."""
     cfg = {s: config[s] for s in sections}
+    if "finetune" in cfg:
+        cfg["finetune"] = {k: v for k, v in cfg["finetune"].items() if k not in FINETUNE_SWITCHES}
     for dotted in keys:
         section, key = dotted.split(".")
         cfg.setdefault(section, {})[key] = config[section][key]
@@ -186,6 +202,14 @@ def study_results():
             for r in recs
             for s in ft["seeds"]
         ]
+    if ft["barista_release"]:
+        files += [
+            f"{RESULTS}/finetune/barista_release/{e}/{t}/{r}/seed{s}/metrics.parquet"
+            for e in config["model"]["encode_scales"]
+            for t in ft["tasks"]
+            for r in recs
+            for s in ft["seeds"]
+        ]
     if ft["linear_baseline"]:
         files += [f"{RESULTS}/finetune/linear/{t}/{r}/metrics.parquet" for t in ft["tasks"] for r in recs]
     return files
@@ -218,6 +242,13 @@ def neuroprobe_encoders():
         for e in config["model"]["encode_scales"]:
             out[f"random_init/{e}"] = {"args": f"--model random_init --encode {e}",
                                        "model": None, "scales": (e,)}
+    if ft["barista_release"]:
+        # the authors' encoders read 1 s as 4 of their 512-sample patches; their own spatial
+        # ids come from our localization, so no token table is read (scales: none)
+        for e in config["model"]["encode_scales"]:
+            out[f"barista_release/{e}"] = {
+                "args": f"--model barista_release --encode {e} --mask channel",
+                "model": release_checkpoint(e), "scales": ()}
     return out
 
 

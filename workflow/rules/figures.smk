@@ -24,6 +24,13 @@ importance_run_results = lambda wildcards: [
     if f"/finetune/barista/{wildcards.encode}-{wildcards.mask}/{wildcards.task}/" in f
 ]
 
+# metrics.parquet of the runs of one released encoder and task (head weights beside it)
+importance_release_results = lambda wildcards: [
+    f
+    for f in decoding_results(wildcards)
+    if f"/finetune/barista_release/{wildcards.encode}/{wildcards.task}/" in f
+]
+
 localization_tables = lambda wildcards: [
     f"{RESULTS}/localization/sub-{s}.parquet"
     for s in sorted(set(recording_table()["subject"]))
@@ -45,6 +52,12 @@ if config["finetune"]["tasks"] and "barista" in PROTOCOLS:
     FIGURE_NAMES += [
         f"importance/{e}-{m}_{t}" for e, m in scale_pairs() for t in config["finetune"]["tasks"]
     ]
+    if config["finetune"]["barista_release"]:
+        FIGURE_NAMES += [
+            f"importance/barista_release_{e}_{t}"
+            for e in config["model"]["encode_scales"]
+            for t in config["finetune"]["tasks"]
+        ]
     FIGURE_TABLES += [f"{FIGURES}/results_table.md", f"{FIGURES}/results_table.csv"]
     if config["evaluation"]["probe"]:
         FIGURE_TABLES += [f"{FIGURES}/probe_table.md", f"{FIGURES}/probe_table.csv"]
@@ -265,6 +278,34 @@ rule fig_importance:
         bids=lambda wc, input: f"--bids-root {input.bids}" if input.bids else "",
     log:
         f"{LOGS}/figures/importance/{{encode}}-{{mask}}_{{task}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista figures importance --task {wildcards.task} --runs {params.runs} "
+        "--localization {input.localization} {params.bids} --out {params.stem} > {log} 2>&1"
+
+
+rule fig_importance_release:
+    input:
+        runs=importance_release_results,
+        localization=localization_tables,
+        bids=simulation_truth,
+    output:
+        png=report(
+            f"{FIGURES}/importance/barista_release_{{encode}}_{{task}}.png",
+            caption="../report/importance.rst",
+            category="decoding",
+            subcategory="{task}",
+            labels={"figure": "channel weights", "encode": "{encode}", "mask": "released"},
+        ),
+        pdf=f"{FIGURES}/importance/barista_release_{{encode}}_{{task}}.pdf",
+        csv=f"{FIGURES}/importance/barista_release_{{encode}}_{{task}}.csv",
+    params:
+        stem=out_stem,
+        runs=lambda wc, input: sorted({os.path.dirname(f) for f in input.runs}),
+        bids=lambda wc, input: f"--bids-root {input.bids}" if input.bids else "",
+    log:
+        f"{LOGS}/figures/importance/barista_release_{{encode}}_{{task}}.log",
     conda:
         "../envs/barista.yaml"
     shell:

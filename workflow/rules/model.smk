@@ -88,6 +88,54 @@ rule finetune_random_init:
         "> {log} 2>&1"
 
 
+rule download_release:
+    output:
+        "resources/release/{release}.ckpt",
+    wildcard_constraints:
+        release="|".join(RELEASES),
+    params:
+        # config release.url names each file with {name}; empty: the release's own URL
+        url=lambda wc: (config["release"]["url"] or "").replace("{name}", wc.release),
+    log:
+        "resources/logs/release_{release}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista release download {wildcards.release} --url {params.url:q} "
+        "--dest $(dirname {output}) > {log} 2>&1"
+
+
+rule finetune_release:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        model=lambda wc: release_checkpoint(wc.encode),
+        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+    output:
+        metrics=seed_files(f"{RESULTS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}", "metrics.parquet"),
+        curve=seed_files(f"{RESULTS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}", "curve.parquet"),
+        importance=seed_files(f"{RESULTS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}", "importance.parquet"),
+    params:
+        seeds=SEED_ARGS,
+        out_dir=seeds_dir,
+        # the released encoder is fixed: no pretraining or architecture option applies to it
+        cfg=lambda wc: scoped_json(
+            ["finetune", "evaluation"], wc.encode, keys=["model.device", "model.threads"]
+        ),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista finetune --params {params.cfg:q} --results {params.results} "
+        "--model barista_release --encode {wildcards.encode} --pretrained {input.model} "
+        "--task {wildcards.task} --recording {wildcards.rec} --recordings {input.recordings} "
+        "--seeds {params.seeds} --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule pretrain_rpnt:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
