@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -388,3 +389,65 @@ def test_pretraining_on_benchmark_trials_is_counted(tmp_path):
     assert count == 2  # 1_1 pretrained, 2_0 validated; 1_0 is allowed
     assert _pretrained_on_benchmark(SimpleNamespace(model="random_init", recordings=recs),
                                     cfg) == 0
+
+
+OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "official"
+
+
+@pytest.mark.skipif(not (OFFICIAL / "parcels_chans.ckpt").exists(),
+                    reason="needs the released checkpoints in ../shared/official")
+def test_released_encoder_scores_neuroprobe_windows(tmp_path):
+    """The authors' parcel encoder (3 s x 12 patches of 512 at 2048 Hz) reads a 1 s window as 4
+    of its patches, with its own parcel ids of the channels (cross-session: both trials')."""
+    import shutil as sh
+    from types import SimpleNamespace
+
+    import mne
+    import torch
+
+    from barista import segments
+    from barista.cli import _encoder_for, _neuroprobe_release
+    from barista.neuroprobe_protocol import evaluate_encoder
+
+    torch.set_num_threads(1)
+    sfreq, n = 2048.0, 16
+    rng = np.random.default_rng(0)
+    parcels = ["G_temp_sup-Lateral", "S_temporal_sup", "G_temporal_middle"]
+    for rec, names in (("sub-1_ses-1", ["A1", "A2", "A3"]), ("sub-1_ses-2", ["A1", "A2"])):
+        out = tmp_path / "neuroprobe" / "segments" / rec
+        out.mkdir(parents=True)
+        raw = mne.io.RawArray(rng.standard_normal((len(names), 2048 * n)),
+                              mne.create_info(names, sfreq, "seeg"), verbose="error")
+        onsets = segments.grid_onsets(raw.n_times, 2048)
+        meta = {"recording": rec, "sfreq": sfreq, "n_patches": 4, "patch_samples": 512,
+                "windows_per_row_group": segments.WINDOWS_PER_ROW_GROUP, "channels": names}
+        segments.write_signal(raw, names, onsets, 2048, out / "signal.parquet", meta)
+        pd.DataFrame({"recording": rec, "subject": "1", "session": rec[-1], "kind": "speech",
+                      "segment": np.arange(n), "onset_s": onsets / sfreq,
+                      "label": np.tile([1, 0], n // 2), "sample": np.arange(n)}
+                     ).to_parquet(out / "index.parquet")
+        pd.DataFrame({"recording": rec, "kind": "speech", "segment": np.arange(n),
+                      "split_kind": "cross_session", "role": ["val"] * 8 + ["test"] * 8,
+                      "sample": np.arange(n)}).to_parquet(out / "splits.parquet")
+        pd.DataFrame({"recording": rec, "subject": "1", "session": rec[-1], "channel": names,
+                      "contact": names, "x": -50.0, "y": 0.0, "z": 0.0, "hemisphere": "L",
+                      "kind": "cortex", "parcel": parcels[:len(names)]}
+                     ).to_parquet(out / "channels.parquet")
+    sh.copy(OFFICIAL / "parcels_chans.ckpt", tmp_path / "parcels_chans.ckpt")
+    args = SimpleNamespace(results=tmp_path, recording="sub-1_ses-1",
+                           train_recording="sub-1_ses-2", model="barista_release",
+                           encode="parcel", pretrained=str(tmp_path / "parcels_chans.ckpt"))
+    release = _neuroprobe_release(args)
+    assert set(release[1]) == {"sub-1_ses-1", "sub-1_ses-2"}
+    assert (release[1]["sub-1_ses-1"] > 0).all()  # every parcel is in the release's table
+    cfg = {"finetune": {"epochs": 1, "batch_size": 8, "warmup_epochs": 1, "patience": 1},
+           "model": {"device": "cpu"}, "evaluation": {"cv_val_fraction": 0.1}}
+    encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, 0, release)
+    out = evaluate_encoder(tmp_path, encoder, task="speech", split_type="cross_session",
+                           recording="sub-1_ses-1", train_recording="sub-1_ses-2", cfg=ft_cfg,
+                           device=torch.device("cpu"), spatial_ids=spatial_ids)
+    assert out["metrics"]["n_test_fold0"] == 8 and 0 <= out["metrics"]["auroc"] <= 1
+    from barista.errors import BaristaError
+
+    with pytest.raises(BaristaError, match="not the released lobe-scale encoder"):
+        _neuroprobe_release(SimpleNamespace(**{**vars(args), "encode": "lobe"}))
