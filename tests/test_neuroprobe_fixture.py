@@ -208,6 +208,22 @@ def test_dag_plans_every_neuroprobe_job(btb, tmp_path):
 
 
 @needs_snakemake
+def test_released_encoders_join_the_neuroprobe_jobs(btb, tmp_path):
+    """finetune.barista_release adds the authors' encoder of each encode scale to the encoders
+    the protocol scores (at their geometry: 2048 Hz, 3 s x 12 patches, so 1 s is 4 patches)."""
+    from test_workflow import planned_jobs
+
+    config = _config(btb["root"], ["neuroprobe"], ["speech"])
+    config["preprocess"]["resample_hz"] = None
+    config["segments"].update(length_s=3.0, n_patches=12)
+    config["finetune"]["barista_release"] = True
+    _snakemake(tmp_path, config, target="recordings")
+    jobs = planned_jobs(_snakemake(tmp_path, config, "-n"))
+    assert jobs["neuroprobe_finetune"] == 4 * 7  # barista, rpnt, random init, the release
+    assert jobs["download_release"] == 1  # the parcel-scale encoder
+
+
+@needs_snakemake
 def test_end_to_end_writes_neuroprobe_rows_of_every_model(btb, tmp_path):
     from barista.cli import main
     from barista.leaderboard import validate_submission
