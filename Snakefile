@@ -28,11 +28,16 @@ wildcard_constraints:
     encode="|".join(SCALES),
     mask="|".join(SCALES),
     task="speech_vs_nonspeech|sentence_onset",
+    nptask="|".join(npb.TASKS),
+    split="|".join(npb.SPLIT_TYPES),
+    np_subject=r"\d+",
+    np_trial=r"\d+",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/neuroprobe.smk"
 
 
 # Run by Snakemake itself, not submitted to a cluster: downloads (compute nodes are often
@@ -57,6 +62,8 @@ localrules:
     fig_importance_release,
     fig_reconstruction,
     fig_reconstruction_channels,
+    fig_neuroprobe,
+    neuroprobe_table,
     data,
     models,
     figures,

@@ -351,31 +351,9 @@ def _release_encoder(args) -> tuple:
 
 
 def _finetune_seed(args, cfg: dict, seed: int, probe: bool, release=None) -> dict:
-    import copy
+    from .training.finetune import finetune
 
-    from .config import barista_overrides
-    from .training.finetune import FinetuneConfig, finetune
-    from .training.pretrain import initial_encoder, load_pretrained, model_config
-
-    ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "barista_release")}
-    ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
-                            cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
-    spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
-    if args.model == "barista":
-        encoder, _ = load_pretrained(args.pretrained)
-    elif args.model == "barista_release":
-        encoder, spatial_ids = copy.deepcopy(release[0]), release[1]
-    elif args.model == "rpnt":
-        from .training.rpnt_pretrain import load_rpnt_encoder
-
-        encoder, _ = load_rpnt_encoder(args.pretrained)
-    else:
-        # the pretraining runs' starting point, so the comparison isolates pretraining
-        encoder = initial_encoder(model_config(Path(args.results), args.encode,
-                                               cfg["model"]["size"],
-                                               barista_overrides(cfg["model"])),
-                                  cfg["pretrain"]["seed"])
+    encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, seed, release)
     scores = {}
     if probe and cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
         from .training.common import pick_device
@@ -446,6 +424,219 @@ def cmd_collect(args) -> dict:
 
     table = collect(args.files, args.out)
     return {"rows": len(table)}
+
+
+def _recording_row(path, recording: str) -> dict:
+    from .evaluation import read_recordings
+
+    table = read_recordings(path)
+    match = table[table["recording"] == recording]
+    if match.empty:
+        raise BaristaError(f"recording {recording!r} is not in {path}")
+    return match.iloc[0].to_dict()
+
+
+def cmd_neuroprobe_alignment(args) -> dict:
+    from .neuroprobe import write_derived_alignment
+
+    return write_derived_alignment(args.btb_root, args.subject, args.trial, args.out_dir)
+
+
+def cmd_neuroprobe_segment(args) -> dict:
+    import pandas as pd
+
+    from .evaluation import read_recordings
+    from .neuroprobe import evaluated, subject_trial
+    from .neuroprobe_protocol import segment_trial
+
+    cfg = _params(args)
+    np_cfg = cfg["neuroprobe"]
+    row = _recording_row(args.recordings, args.recording)
+    subject, trial = subject_trial(row["subject"], row["session"])
+    recs = read_recordings(args.recordings)
+    present = [subject_trial(s, t) for s, t in zip(recs["subject"], recs["session"],
+                                                   strict=True)]
+    # the split types that test this trial: those whose training trial the dataset holds
+    split_types = [split for split in np_cfg["split_types"]
+                   if (subject, trial) in evaluated(present, split, np_cfg["lite"])]
+    seg = cfg["segments"]
+    return segment_trial(args.fif, pd.read_parquet(args.localization), args.btb_root,
+                         recording=args.recording, subject=subject, trial=trial,
+                         out_dir=args.out_dir, cfg={**np_cfg, "split_types": split_types},
+                         patch_samples_s=seg["length_s"] / seg["n_patches"],
+                         alignment_dir=args.alignment_dir or None)
+
+
+def _pretrained_on_benchmark(args, cfg: dict) -> int:
+    """Neuroprobe subject-trials among the recordings the encoder pretrained on or validated
+    its pretraining on (the benchmark forbids both); none for a random-init encoder or the
+    linear floor."""
+    from .evaluation import pretraining, read_recordings, validation
+    from .neuroprobe import subject_trial, subject_trials
+
+    benchmark = set(subject_trials(cfg["neuroprobe"]["lite"]))
+    if args.model == "barista_release":
+        from .leaderboard import RELEASE_PRETRAINING_SESSIONS
+
+        return sum(tuple(map(int, key.split("_"))) in benchmark
+                   for key in RELEASE_PRETRAINING_SESSIONS)
+    if args.model not in ("barista", "rpnt"):
+        return 0
+    recs = read_recordings(args.recordings)
+    seen = pretraining(recs, cfg["evaluation"]) + validation(recs, cfg["evaluation"])
+    pre = recs[recs["recording"].isin(seen)]
+    return sum(subject_trial(s, t) in benchmark for s, t in zip(pre["subject"], pre["session"],
+                                                                strict=True))
+
+
+def _neuroprobe_keys(args, cfg: dict, model: str) -> dict:
+    from .evaluation import NONE
+
+    return {"protocol": "neuroprobe", "model": model,
+            "encode_scale": getattr(args, "encode", None) or NONE,
+            "mask_scale": getattr(args, "mask", None) or NONE, "task": args.task,
+            "split_kind": args.split_type, **_entities_of(args)}
+
+
+def _entities_of(args) -> dict:
+    row = _recording_row(args.recordings, args.recording)
+    return {"subject": row["subject"], "session": row["session"], "recording": args.recording}
+
+
+def cmd_neuroprobe_finetune(args) -> dict:
+    """Every seed of one (encoder, task, split type, tested trial): ``<out-dir>/seed<k>/``."""
+    from .evaluation import result_hash, rows
+    from .neuroprobe_protocol import evaluate_encoder
+    from .training.common import pick_device
+
+    cfg = _params(args)
+    _threads(cfg)
+    keys = _neuroprobe_keys(args, cfg, args.model)
+    overlap = _pretrained_on_benchmark(args, cfg)
+    sections = ("model", "pretrain", "rpnt", "finetune", "neuroprobe")
+    summary = {}
+    release = _neuroprobe_release(args) if args.model == "barista_release" else None
+    for seed in args.seeds:
+        encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, seed, release)
+        out = evaluate_encoder(args.results, encoder, task=args.task,
+                               split_type=args.split_type, recording=args.recording,
+                               train_recording=args.train_recording or None, cfg=ft_cfg,
+                               device=pick_device(cfg["model"]["device"]),
+                               spatial_ids=spatial_ids)
+        metrics = {**out["metrics"], "pretrained_on_benchmark": overlap}
+        out_dir = Path(args.out_dir) / f"seed{seed}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows(metrics, **keys, seed=seed, config_hash=result_hash(cfg, *sections)
+             ).to_parquet(out_dir / "metrics.parquet", index=False)
+        out["curve"].assign(**keys, seed=seed).to_parquet(out_dir / "curve.parquet",
+                                                          index=False)
+        summary[f"seed{seed}"] = metrics
+    return summary
+
+
+def _neuroprobe_release(args) -> tuple:
+    """The released encoder for the Neuroprobe windows (1 s = 4 of its 512-sample patches at
+    2048 Hz; rotary positions 0..3, a subset of the 0..11 it was pretrained on) and its own
+    spatial ids of the channels of the tested and training trials."""
+    import pandas as pd
+
+    from .config import RELEASE_PATCH_SAMPLES, RELEASE_SFREQ
+    from .data import SignalFile
+    from .neuroprobe_protocol import SEGMENTS
+    from .release import RELEASES, load_release
+    from .release_ids import channel_release_ids, log_release_ids
+
+    folder = Path(args.results) / SEGMENTS
+    meta = SignalFile(folder / args.recording / "signal.parquet").meta
+    if float(meta["sfreq"]) != RELEASE_SFREQ or int(meta["patch_samples"]) != \
+            RELEASE_PATCH_SAMPLES:
+        raise BaristaError(f"{args.recording}: the released encoders read {RELEASE_SFREQ:g} Hz "
+                           f"patches of {RELEASE_PATCH_SAMPLES} samples; these Neuroprobe "
+                           f"windows are {meta['sfreq']:g} Hz, {meta['patch_samples']} samples "
+                           "per patch (preprocess.resample_hz, segments.length_s/n_patches)")
+    name = Path(args.pretrained).stem
+    if name not in RELEASES or RELEASES[name][1] != args.encode:
+        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
+                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
+    encoder, _ = load_release(Path(args.pretrained), name=name,
+                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    ids = {}
+    for rec in filter(None, {args.recording, args.train_recording}):
+        order = SignalFile(folder / rec / "signal.parquet").channels
+        table = pd.read_parquet(folder / rec / "channels.parquet")
+        found = channel_release_ids(table.set_index("channel", drop=False).loc[order]
+                                    .reset_index(drop=True), args.encode)
+        log_release_ids(found)
+        ids[rec] = found.ids
+    return encoder, ids
+
+
+def _encoder_for(args, cfg: dict, seed: int, release=None):
+    """The encoder a finetuning job starts from, its finetuning settings and the spatial ids
+    it reads instead of the encode scale's tokens (the released encoders' own; else None)."""
+    import copy
+
+    from .config import barista_overrides
+    from .training.finetune import FinetuneConfig
+    from .training.pretrain import initial_encoder, load_pretrained, model_config
+
+    ft = {k: v for k, v in cfg["finetune"].items()
+          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "barista_release")}
+    ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
+                            cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
+    spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
+    if args.model == "barista":
+        encoder, _ = load_pretrained(args.pretrained)
+    elif args.model == "barista_release":
+        encoder, spatial_ids = copy.deepcopy(release[0]), release[1]
+    elif args.model == "rpnt":
+        from .training.rpnt_pretrain import load_rpnt_encoder
+
+        encoder, _ = load_rpnt_encoder(args.pretrained)
+    else:
+        # the pretraining runs' starting point, so the comparison isolates pretraining
+        encoder = initial_encoder(model_config(Path(args.results), args.encode,
+                                               cfg["model"]["size"],
+                                               barista_overrides(cfg["model"])),
+                                  cfg["pretrain"]["seed"])
+    return encoder, ft_cfg, spatial_ids
+
+
+def cmd_neuroprobe_linear(args) -> dict:
+    from .evaluation import result_hash, rows
+    from .neuroprobe_protocol import evaluate_linear
+
+    cfg = _params(args)
+    metrics = evaluate_linear(args.results, task=args.task, split_type=args.split_type,
+                              recording=args.recording,
+                              train_recording=args.train_recording or None, seed=0)
+    metrics["pretrained_on_benchmark"] = 0
+    table = rows(metrics, **_neuroprobe_keys(args, cfg, "linear"), seed=0,
+                 config_hash=result_hash(cfg, "neuroprobe"))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(args.out, index=False)
+    return metrics
+
+
+def cmd_neuroprobe_submission(args) -> dict:
+    from .figures.load import read_table
+    from .leaderboard import validate_submission, write_submission
+
+    publication = Path(args.publication).read_text() if args.publication else None
+    entry = write_submission(
+        read_table(args.decoding), args.out, model=args.model, encode=args.encode,
+        mask=args.mask, model_name=args.model_name, description=args.description,
+        author=args.author, organization=args.organization,
+        organization_url=args.organization_url, seed=args.seed, publication=publication,
+        allow_overlap=args.allow_overlap)
+    problems = validate_submission(entry, complete=not args.partial)
+    if problems:
+        raise BaristaError(f"{entry} does not make a leaderboard entry:\n  "
+                           + "\n  ".join(problems)
+                           + ("" if args.partial else "\n(--partial accepts missing tasks "
+                              "and subject-trials)"))
+    log.info("wrote %s; sign its ATTESTATION.txt before submitting", entry)
+    return {"entry": str(entry)}
 
 
 def cmd_figures(args) -> dict:
@@ -597,6 +788,69 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
     p.add_argument("--out", required=True)
     p.add_argument("files", nargs="*", help="none: a table without rows (nothing decoded)")
+    p = add("neuroprobe-alignment", cmd_neuroprobe_alignment,
+            "derive Neuroprobe's word/non-verbal tables of a trial the package does not ship")
+    p.add_argument("--btb-root", required=True, type=_bt_root,
+                   help="Brain Treebank release folder (or the file the workflow tracks)")
+    p.add_argument("--subject", type=int, required=True)
+    p.add_argument("--trial", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+    p = add("neuroprobe-segment", cmd_neuroprobe_segment,
+            "cut one trial's Neuroprobe samples and splits (the neuroprobe package's)")
+    p.add_argument("--btb-root", required=True, type=_bt_root,
+                   help="Brain Treebank release folder (or the file the workflow tracks)")
+    p.add_argument("--alignment-dir", default="",
+                   help="derived alignment tables (empty: the package's, of the real data)")
+    p.add_argument("--recording", required=True)
+    p.add_argument("--recordings", required=True, help="recordings.tsv")
+    p.add_argument("--fif", required=True)
+    p.add_argument("--localization", required=True)
+    p.add_argument("--out-dir", required=True)
+
+    def neuroprobe_job(name, func, help_):
+        p = add(name, func, help_)
+        p.add_argument("--results", required=True)
+        p.add_argument("--task", required=True, help="Neuroprobe task (speech, onset, ...)")
+        p.add_argument("--split-type", required=True,
+                       choices=["within_session", "cross_session", "cross_subject"])
+        p.add_argument("--recording", required=True, help="the tested trial's recording")
+        p.add_argument("--train-recording", default="",
+                       help="the recording a cross-session/subject split trains on")
+        p.add_argument("--recordings", required=True, help="recordings.tsv")
+        return p
+
+    p = neuroprobe_job("neuroprobe-finetune", cmd_neuroprobe_finetune,
+                       "finetune and test an encoder on one Neuroprobe split")
+    p.add_argument("--model", choices=["barista", "random_init", "rpnt", "barista_release"],
+                   required=True)
+    p.add_argument("--encode", default=None)
+    p.add_argument("--mask", default=None)
+    p.add_argument("--pretrained", default=None,
+                   help="model.pt, or a released <name>.ckpt (--model barista_release)")
+    p.add_argument("--seeds", type=int, nargs="+", required=True)
+    p.add_argument("--out-dir", required=True, help="writes seed<k>/ for each seed")
+    p = neuroprobe_job("neuroprobe-linear", cmd_neuroprobe_linear,
+                       "the linear floor on one Neuroprobe split")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("neuroprobe-submission", help="write a model's Neuroprobe results as a "
+                       "leaderboard entry (leaderboard/<entry>/<Split>/population_<task>.json)")
+    p.set_defaults(func=cmd_neuroprobe_submission)
+    p.add_argument("--decoding", required=True, help="decoding.parquet")
+    p.add_argument("--out", required=True, help="folder the entry folder is written into")
+    p.add_argument("--model", required=True, help="model column (barista, rpnt, linear, ...)")
+    p.add_argument("--encode", default="none")
+    p.add_argument("--mask", default="none")
+    p.add_argument("--seed", type=int, default=None, help="seed written (default: lowest)")
+    p.add_argument("--model-name", required=True)
+    p.add_argument("--description", required=True)
+    p.add_argument("--author", required=True, help="first and last name")
+    p.add_argument("--organization", required=True)
+    p.add_argument("--organization-url", required=True)
+    p.add_argument("--publication", help="bibtex file of the publication (default: N/A)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="write a model pretrained on Neuroprobe trials, saying so")
+    p.add_argument("--partial", action="store_true",
+                   help="accept an entry without every task and subject-trial")
     from .figures import FIGURE_NAMES
 
     p = add("figures", cmd_figures, "draw one figure or table of the study (docs/figures.md)")
@@ -612,6 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="auroc",
                    help="metric of the table: auroc (finetuned) or probe_auroc (frozen probe)")
     p.add_argument("--color-by", choices=["parcel", "lobe"], default="parcel")
+    p.add_argument("--dataset", help="dataset name (neuroprobe figures)")
 
     from .release import DEFAULT_DEST, RELEASES
 

@@ -148,6 +148,9 @@ def _check_consistency(cfg: dict) -> None:
     if missing:
         raise ConfigError(f"config key 'finetune.tasks' names tasks {missing} that config key "
                           "'segments.tasks' does not cut")
+    if "neuroprobe" in cfg["evaluation"]["protocols"] and ds["source"] != "braintreebank":
+        raise ConfigError("config key 'evaluation.protocols': neuroprobe scores Brain Treebank "
+                          f"trials and needs dataset.source 'braintreebank' (is {ds['source']!r})")
     for key in ("spatial_init", "channel_coordinates"):
         if cfg["model"][key] is not None and key in cfg["model"]["overrides"]:
             raise ConfigError(f"config keys 'model.{key}' and 'model.overrides.{key}' are both "

@@ -86,6 +86,12 @@ class SegmentDataset(Dataset):
         Which roles of the split to keep (``train``, ``val``, ``test``).
     recordings : sequence of str | None
         Restrict to these recordings.
+    segments : str
+        Folder under ``root`` holding the per-recording segment folders: ``segments`` (the
+        study's windows) or ``neuroprobe/segments`` (the benchmark's, ``barista.neuroprobe``).
+    channels : sequence of str | None
+        Keep only these channels, in this order (every recording must have them all): a
+        model trained on one recording and tested on another sees the same channels in both.
     spatial_ids : mapping of str to int array | None
         Each recording's spatial token ids (one per channel, in signal order) in place of the
         ``encode_scale`` token table's: a vocabulary of another model, such as the authors'
@@ -102,14 +108,15 @@ class SegmentDataset(Dataset):
                  encode_scale: str | None = "channel",
                  mask_scale: str | None = None, split_kind: str | None = "random",
                  roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None,
-                 spatial_ids: dict[str, np.ndarray] | None = None):
+                 spatial_ids: dict[str, np.ndarray] | None = None,
+                 segments: str = "segments", channels: Sequence[str] | None = None):
         root = Path(root)
-        seg_dirs = sorted(p.parent for p in (root / "segments").glob("*/index.parquet"))
+        seg_dirs = sorted(p.parent for p in (root / segments).glob("*/index.parquet"))
         if recordings is not None:
             wanted = set(recordings)
             seg_dirs = [d for d in seg_dirs if d.name in wanted]
         if not seg_dirs:
-            raise DataError(f"no segments under {root / 'segments'}; run the data workflow first")
+            raise DataError(f"no segments under {root / segments}; run the data workflow first")
         index = pd.concat([pd.read_parquet(d / "index.parquet") for d in seg_dirs],
                           ignore_index=True)
         index = index[index["kind"] == kind]
@@ -132,8 +139,9 @@ class SegmentDataset(Dataset):
                            {rec: np.zeros(len(f.channels), np.int64)
                             for rec, f in self.files.items()})
         elif encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
-            self.spatial = self.groups = {rec: np.zeros(len(f.channels), np.int64)
-                                          for rec, f in self.files.items()}
+            self.spatial = {rec: np.zeros(len(f.channels), np.int64)
+                            for rec, f in self.files.items()}
+            self.groups = dict(self.spatial)
         else:
             self.spatial = self._ids(root, encode_scale, "token_id")
             self.groups = self._ids(root, mask_scale or encode_scale, "group_id")
@@ -141,6 +149,30 @@ class SegmentDataset(Dataset):
         self._segments = self.index["segment"].to_numpy()
         self._labels = self.index["label"].to_numpy()
         self._memory: list[dict] | None = None
+        self._picks = {rec: None for rec in self.files}
+        if channels is not None:
+            self._select(list(channels))
+
+    def _select(self, channels: list[str]) -> None:
+        """Restrict every recording to ``channels`` (in that order)."""
+        for rec, f in self.files.items():
+            missing = [c for c in channels if c not in f.channels]
+            if missing:
+                raise DataError(f"{rec}: no channel(s) {missing[:5]} in {f.path}")
+            picks = np.array([f.channels.index(c) for c in channels], dtype=np.int64)
+            self._picks[rec] = picks
+            self.spatial[rec] = self.spatial[rec][picks]
+            self.groups[rec] = self.groups[rec][picks]
+            self.coords[rec] = self.coords[rec][torch.from_numpy(picks)]
+            self.channels[rec] = self.channels[rec].iloc[picks].reset_index(drop=True)
+            if self.grid_ids is not None:
+                self.grid_ids[rec] = self.grid_ids[rec][torch.from_numpy(picks)]
+
+    def channel_names(self, recording: str) -> list[str]:
+        """The channels a sample of ``recording`` holds, in order."""
+        picks = self._picks[recording]
+        names = self.files[recording].channels
+        return list(names) if picks is None else [names[i] for i in picks]
 
     def load_into_memory(self, transform=None) -> SegmentDataset:
         """Read every sample once and keep it (for small sets read many times, such as one
@@ -190,8 +222,10 @@ class SegmentDataset(Dataset):
         if self._memory is not None:
             return self._memory[i]
         rec, seg = self._recordings[i], int(self._segments[i])
+        window = self.files[rec].window(seg)
+        picks = self._picks[rec]
         sample = {
-            "x": torch.from_numpy(np.array(self.files[rec].window(seg))),
+            "x": torch.from_numpy(np.array(window if picks is None else window[picks])),
             "spatial_id": torch.from_numpy(self.spatial[rec]),
             "group_id": torch.from_numpy(self.groups[rec]),
             "coords": self.coords[rec],

@@ -13,9 +13,12 @@ import pandas as pd
 from .config import config_hash
 from .errors import ConfigError
 
-RESULT_COLUMNS = ["model", "encode_scale", "mask_scale", "task", "subject", "session",
-                  "recording", "seed", "split_kind", "metric", "value", "config_hash"]
+RESULT_COLUMNS = ["protocol", "model", "encode_scale", "mask_scale", "task", "subject",
+                  "session", "recording", "seed", "split_kind", "metric", "value", "config_hash"]
 NONE = "none"
+# how a row was scored: ``barista`` (the study's windows, tasks and splits) or ``neuroprobe``
+# (the benchmark's samples, tasks and splits; barista.neuroprobe)
+PROTOCOLS = ("barista", "neuroprobe")
 
 
 def read_recordings(path: str | Path) -> pd.DataFrame:
@@ -145,7 +148,9 @@ def result_hash(cfg: dict, *sections: str) -> str:
 
 
 def rows(metrics: dict, **columns) -> pd.DataFrame:
-    """Tidy rows: one per metric, the other columns repeated."""
+    """Tidy rows: one per metric, the other columns repeated (``protocol`` defaults to
+    ``barista``)."""
+    columns.setdefault("protocol", "barista")
     frame = pd.DataFrame({"metric": list(metrics), "value": [float(v) for v in
                                                              metrics.values()]})
     for key, value in columns.items():
@@ -165,6 +170,9 @@ def collect(files: list[str | Path], out: str | Path) -> pd.DataFrame:
         table.to_parquet(out, index=False)
         return table
     table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    if "protocol" not in table:  # result files written before the protocol column
+        table.insert(0, "protocol", "barista")
+    table["protocol"] = table["protocol"].fillna("barista")
     keys = [c for c in table.columns if c not in ("value", "config_hash")]
     table = table.sort_values(keys).reset_index(drop=True)
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,19 @@ SESSION = ["subject", "session", "recording"]
 DEFAULT_SPLIT = "within_session"
 
 
-def tidy(table: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
-    """Rows of one metric with every key column present and typed as text.
+def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") -> pd.DataFrame:
+    """Rows of one metric and one evaluation protocol with every key column present and typed
+    as text.
 
-    Missing ``split_kind`` becomes ``within_session``; missing scales become ``none``; a
-    missing ``seed`` becomes 0 (deterministic models).
+    Rows without a ``protocol`` are the study's own (``barista``); missing ``split_kind``
+    becomes ``within_session``; missing scales become ``none``; a missing ``seed`` becomes 0
+    (deterministic models).
     """
     rows = table[table["metric"] == metric].copy() if "metric" in table else table.copy()
+    if "protocol" in rows:
+        rows = rows[rows["protocol"].fillna("barista") == protocol]
+    elif protocol != "barista":
+        rows = rows.iloc[0:0]
     defaults = {"split_kind": DEFAULT_SPLIT, "encode_scale": NONE, "mask_scale": NONE,
                 "seed": 0, "subject": "", "session": "", "recording": ""}
     for column, value in defaults.items():

@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
 
 import pandas as pd
 
+from barista import neuroprobe as npb
 from barista.config import active_scales, validate_config, visible_gpus
+from barista.errors import ConfigError, DataError
 from barista.evaluation import decoded, heldout
 from barista.release import RELEASES
 
@@ -20,6 +23,8 @@ DERIV = f"{RESULTS}/derivatives/barista-preproc"
 SCALES = active_scales(config)
 SOURCE = config["dataset"]["source"]
 ARCHITECTURES = config["model"]["architectures"]
+PROTOCOLS = config["evaluation"]["protocols"]
+NEUROPROBE = config["neuroprobe"]
 
 # GPU jobs ask for one GPU where one is visible, so two never share it; on a CPU-only machine
 # they ask for none and run side by side on the cores. Cluster profiles set it explicitly.
@@ -165,6 +170,14 @@ def scale_pairs():
 
 def decoding_results(wildcards):
     """Every per-job result file that the decoding table gathers."""
+    files = study_results() if "barista" in PROTOCOLS else []
+    if "neuroprobe" in PROTOCOLS:
+        files += neuroprobe_results()
+    return files
+
+
+def study_results():
+    """Result files of the study's own protocol (evaluation.protocols: barista)."""
     ft = config["finetune"]
     if not ft["tasks"]:
         return []  # pretraining only: the decoding table has no rows
@@ -213,3 +226,120 @@ def reconstruction_results(wildcards):
     # now rather than after pretraining
     heldout(recording_table(), config["evaluation"])
     return [f"{RESULTS}/reconstruct/{e}-{m}/channels.parquet" for e, m in scale_pairs()]
+
+
+# --- the Neuroprobe protocol (evaluation.protocols: neuroprobe; workflow/rules/neuroprobe.smk)
+
+
+def neuroprobe_encoders():
+    """Every encoder the DAG finetunes, by the path fragment of its results: the model CLI
+    arguments, its checkpoint (None: built from pretrain.seed) and the scales whose tokens it
+    reads. A model family that joins the DAG joins the Neuroprobe protocol by an entry here."""
+    ft = config["finetune"]
+    out = {}
+    if "barista" in ARCHITECTURES:
+        for e, m in scale_pairs():
+            out[f"barista/{e}-{m}"] = {"args": f"--model barista --encode {e} --mask {m}",
+                                       "model": f"{RESULTS}/models/barista/{e}-{m}/model.pt",
+                                       "scales": (e, m)}
+    if "rpnt" in ARCHITECTURES:
+        out["rpnt"] = {"args": "--model rpnt", "model": f"{RESULTS}/models/rpnt/model.pt",
+                       "scales": (config["rpnt"]["encode_scale"],)}
+    if ft["random_init"]:
+        for e in config["model"]["encode_scales"]:
+            out[f"random_init/{e}"] = {"args": f"--model random_init --encode {e}",
+                                       "model": None, "scales": (e,)}
+    if ft["barista_release"]:
+        # the authors' encoders read 1 s as 4 of their 512-sample patches; their own spatial
+        # ids come from our localization, so no token table is read (scales: none)
+        for e in config["model"]["encode_scales"]:
+            out[f"barista_release/{e}"] = {
+                "args": f"--model barista_release --encode {e} --mask channel",
+                "model": release_checkpoint(e), "scales": ()}
+    return out
+
+
+NEUROPROBE_ENCODERS = neuroprobe_encoders()
+
+
+def neuroprobe_trials():
+    """Recording -> (subject, trial) of every Neuroprobe subject-trial the dataset holds."""
+    table = recording_table()
+    benchmark = set(npb.subject_trials(NEUROPROBE["lite"]))
+    out = {}
+    for rec, subject, session in zip(table["recording"], table["subject"], table["session"]):
+        trial = npb.subject_trial(subject, session)
+        if trial in benchmark:
+            out[rec] = trial
+    return out
+
+
+def neuroprobe_jobs():
+    """(split type, tested recording, recording it trains on or '') of every Neuroprobe split
+    the dataset allows."""
+    trials = neuroprobe_trials()
+    rec_of = {trial: rec for rec, trial in trials.items()}
+    jobs = []
+    for split in NEUROPROBE["split_types"]:
+        for trial in npb.evaluated(list(rec_of), split, NEUROPROBE["lite"]):
+            train = npb.train_trial(split, *trial, NEUROPROBE["lite"])
+            jobs.append((split, rec_of[trial], rec_of[train] if train else ""))
+    if not jobs:
+        raise ConfigError(f"config key 'evaluation.protocols': the dataset holds no Neuroprobe"
+                          f"{'-Lite' if NEUROPROBE['lite'] else ''} subject-trial that "
+                          f"{NEUROPROBE['split_types']} can test (it has "
+                          f"{sorted(trials.values())})")
+    return jobs
+
+
+def neuroprobe_train_recording(split, rec):
+    for job_split, tested, train in neuroprobe_jobs():
+        if (job_split, tested) == (split, rec):
+            return train
+    raise DataError(f"no Neuroprobe {split} split tests {rec}")
+
+
+def neuroprobe_results():
+    """Result files of the Neuroprobe protocol: every encoder and the linear floor, per task,
+    split type and tested trial."""
+    files = []
+    for split, rec, _ in neuroprobe_jobs():
+        for task in NEUROPROBE["tasks"]:
+            files += [f"{RESULTS}/neuroprobe/finetune/{enc}/{task}/{split}/{rec}/seed{s}/"
+                      "metrics.parquet" for enc in NEUROPROBE_ENCODERS
+                      for s in config["finetune"]["seeds"]]
+            if config["finetune"]["linear_baseline"]:
+                files.append(f"{RESULTS}/neuroprobe/finetune/linear/{task}/{split}/{rec}/"
+                             "metrics.parquet")
+    return files
+
+
+def neuroprobe_alignment_dir():
+    """Folder of the alignment tables the package reads: its own, or those derived here."""
+    return f"{RESULTS}/neuroprobe/alignment" if NEUROPROBE["alignment"] == "derived" else ""
+
+
+def neuroprobe_alignment_tables(wildcards):
+    """Derived alignment tables of every Neuroprobe trial (a split reads its training
+    trial's too); none when the package's are used."""
+    if NEUROPROBE["alignment"] != "derived":
+        return []
+    return [path for s, t in sorted(set(neuroprobe_trials().values()))
+            for path in map(str, npb.alignment_paths(neuroprobe_alignment_dir(), s, t))]
+
+
+def neuroprobe_encoder_inputs(wildcards):
+    """Inputs of a Neuroprobe finetuning job: tokens, segments of the tested and training
+    trials, the encoder's checkpoint."""
+    encoder = NEUROPROBE_ENCODERS[wildcards.encoder]
+    train = neuroprobe_train_recording(wildcards.split, wildcards.rec)
+    files = {
+        "recordings": f"{RESULTS}/recordings.tsv",
+        "tokens": token_tables(*encoder["scales"]),
+        "segments": [
+            f"{RESULTS}/neuroprobe/segments/{r}/index.parquet" for r in sorted({wildcards.rec, train}) if r
+        ],
+    }
+    if encoder["model"]:
+        files["model"] = encoder["model"]
+    return files

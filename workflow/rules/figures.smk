@@ -12,15 +12,15 @@ FIGURE_EXTS = ("png", "pdf", "csv")
 # output path without its extension (the CLI adds .png, .pdf, .csv)
 out_stem = lambda wildcards, output: os.path.splitext(output[0])[0]
 
-# metrics.parquet of every finetuning run (its curve.parquet lies beside it)
+# metrics.parquet of every finetuning run of the study's protocol (its curve.parquet lies beside)
 finetune_run_results = lambda wildcards: [
-    f for f in decoding_results(wildcards) if "/finetune/linear/" not in f
+    f for f in study_results() if "/finetune/linear/" not in f
 ]
 
 # metrics.parquet of the runs of one pretrained pair and task (head weights beside it)
 importance_run_results = lambda wildcards: [
     f
-    for f in decoding_results(wildcards)
+    for f in study_results()
     if f"/finetune/barista/{wildcards.encode}-{wildcards.mask}/{wildcards.task}/" in f
 ]
 
@@ -50,7 +50,7 @@ pretraining_histories = [
 FIGURE_NAMES = ["electrodes_parcel", "electrodes_lobe"]
 FIGURE_NAMES += ["pretraining_curves"] if BARISTA_PAIRS else []
 FIGURE_TABLES = []
-if config["finetune"]["tasks"]:
+if config["finetune"]["tasks"] and "barista" in PROTOCOLS:
     FIGURE_NAMES += ["decoding_comparison", "decoding_grid", "finetuning_curves"]
     FIGURE_NAMES += ["pretrained_vs_random"] if config["finetune"]["random_init"] else []
     FIGURE_NAMES += [
@@ -67,6 +67,9 @@ if config["finetune"]["tasks"]:
         FIGURE_TABLES += [f"{FIGURES}/probe_table.md", f"{FIGURES}/probe_table.csv"]
 if config["reconstruct"]["enabled"] and BARISTA_PAIRS:
     FIGURE_NAMES += ["reconstruction", "reconstruction_channels"]
+if "neuroprobe" in PROTOCOLS:  # workflow/rules/neuroprobe.smk
+    FIGURE_NAMES += ["neuroprobe_leaderboard"]
+    FIGURE_TABLES += [f"{FIGURES}/neuroprobe_table.md", f"{FIGURES}/neuroprobe_table.csv"]
 
 
 rule fig_electrodes:
