@@ -1,6 +1,8 @@
 # barista: intracranial recordings -> Parquet tokens -> pretrained spatiotemporal models -> figures.
 # Rules are thin: each calls one `barista` CLI step; all logic lives in the barista package.
 
+import re
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -23,6 +25,8 @@ wildcard_constraints:
     encode="|".join(SCALES),
     mask="|".join(SCALES),
     task="speech_vs_nonspeech|sentence_onset",
+    variant="|".join(re.escape(v) for v in VARIANTS),
+    pseed=r"\d+",
 
 
 include: "workflow/rules/data.smk"

@@ -141,11 +141,11 @@ def _entities(recording: str) -> dict:
     return {"subject": ents["sub"], "session": ents.get("ses", ""), "recording": recording}
 
 
-def _setting(args, cfg: dict) -> str:
-    """Generalisation setting of the decoded recording (the result column ``split_kind``)."""
-    from .evaluation import read_recordings, setting_of
+def _setting(table, cfg: dict, recording: str) -> str:
+    """Generalisation setting of a decoded recording (the result column ``split_kind``)."""
+    from .evaluation import setting_of
 
-    return setting_of(read_recordings(args.recordings), cfg["evaluation"], args.recording)
+    return setting_of(table, cfg["evaluation"], recording)
 
 
 def cmd_pretrain(args) -> dict:
@@ -162,7 +162,10 @@ def cmd_pretrain(args) -> dict:
     local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(max(cfg["model"]["threads"] // local_procs, 1))
     recs = pretraining(read_recordings(args.recordings), cfg["evaluation"])
-    options = {k: v for k, v in cfg["pretrain"].items() if k != "processes"}  # launcher's
+    # the launcher's and the repeat count are not training options
+    options = {k: v for k, v in cfg["pretrain"].items() if k not in ("processes", "repeats")}
+    if args.seed is not None:
+        options["seed"] = args.seed
     if args.architecture == "rpnt":
         from .training.rpnt_pretrain import RPNT
 
@@ -175,11 +178,12 @@ def cmd_pretrain(args) -> dict:
         encode, mask, objective = rp["encode_scale"], None, RPNT
     else:
         from .training.pretrain import BARISTA
+        from .variants import variant_options
 
         if not (args.encode and args.mask):
             raise BaristaError("pretrain --architecture barista needs --encode and --mask")
-        overrides, encode, mask, objective = (cfg["model"]["overrides"], args.encode,
-                                              args.mask, BARISTA)
+        overrides = {**cfg["model"]["overrides"], **variant_options(args.variant)}
+        encode, mask, objective = args.encode, args.mask, BARISTA
     train_cfg = PretrainConfig(**options, device=cfg["model"]["device"])
     return pretrain(args.results, args.out_dir, encode_scale=encode, mask_scale=mask,
                     recordings=recs, size=cfg["model"]["size"], model_overrides=overrides,
@@ -187,80 +191,125 @@ def cmd_pretrain(args) -> dict:
                     objective=objective)
 
 
+def _encoder(args, cfg: dict):
+    """The encoder a finetuning job starts from, its variant and its pretraining seed."""
+    from .evaluation import NONE
+    from .training.pretrain import initial_encoder, load_pretrained, model_config
+    from .variants import variant_name, variant_options
+
+    if args.model == "barista":
+        encoder, state = load_pretrained(args.pretrained)
+        return encoder, variant_name(state["config"]), state.get("seed", cfg["pretrain"]["seed"])
+    if args.model == "rpnt":
+        from .training.rpnt_pretrain import load_rpnt_encoder
+
+        encoder, state = load_rpnt_encoder(args.pretrained)
+        return encoder, NONE, state.get("seed", cfg["pretrain"]["seed"])
+    # random init: the very encoder the pretraining run of this variant and seed starts from,
+    # so the comparison isolates pretraining
+    seed = cfg["pretrain"]["seed"] if args.pretrain_seed is None else args.pretrain_seed
+    overrides = {**cfg["model"]["overrides"], **variant_options(args.variant)}
+    config = model_config(Path(args.results), args.encode, cfg["model"]["size"], overrides)
+    return initial_encoder(config, seed), args.variant, seed
+
+
 def cmd_finetune(args) -> dict:
-    """Every seed of one (model, task, recording): ``<out-dir>/seed<k>/`` each. One process
-    for the seeds saves the interpreter start-up and data loading of all but the first."""
-    from .evaluation import NONE, result_hash, rows
+    """One encoder on every task and decoded recording (``finetune.tasks`` and those of
+    ``evaluation.settings``, unless ``--task`` / ``--recording`` name some) for every seed, in
+    one process: an interpreter start with torch costs about as much as a demo finetuning run,
+    so one job per encoder, not per run. Writes ``metrics``, ``curve`` and ``importance``
+    (``.parquet``) under ``--out-dir``, every row keyed by model, variant, pretraining seed,
+    task, recording and seed. ``--probe-only`` scores the frozen probe alone."""
+    import copy
+
+    import pandas as pd
+
+    from .evaluation import NONE, decoded, read_recordings, result_hash, rows
 
     cfg = _params(args)
     _threads(cfg)
-    keys = {"model": args.model, "encode_scale": args.encode or NONE,
-            "mask_scale": args.mask or NONE, "task": args.task,
-            "split_kind": _setting(args, cfg), **_entities(args.recording)}
+    table = read_recordings(args.recordings)
+    tasks = args.task or cfg["finetune"]["tasks"]
+    recordings = args.recording or decoded(table, cfg["evaluation"])["recording"].tolist()
+    seeds = args.seeds or cfg["finetune"]["seeds"]
+    encoder, variant, pretrain_seed = _encoder(args, cfg)
     sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
                 "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
                 "random_init": ("model", "pretrain", "finetune", "evaluation")}[args.model]
-    summary = {}
-    for seed in args.seeds:
-        # the encoder is the same for every seed: its frozen probe is scored once
-        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0])
-        out_dir = Path(args.out_dir) / f"seed{seed}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows(out["metrics"], **keys, seed=seed, config_hash=result_hash(cfg, *sections)
-             ).to_parquet(out_dir / "metrics.parquet", index=False)
-        out["curve"].assign(**keys, seed=seed).to_parquet(out_dir / "curve.parquet", index=False)
-        out["importance"].assign(**keys, seed=seed).to_parquet(out_dir / "importance.parquet",
-                                                               index=False)
-        summary[f"seed{seed}"] = out["metrics"]
+    digest = result_hash(cfg, *sections)
+    metrics, curves, weights, summary = [], [], [], {}
+    for task in tasks:
+        for rec in recordings:
+            keys = {"model": args.model, "variant": variant, "encode_scale": args.encode or NONE,
+                    "mask_scale": args.mask or NONE, "task": task,
+                    "split_kind": _setting(table, cfg, rec), "pretrain_seed": pretrain_seed,
+                    **_entities(rec)}
+            # the encoder is the same for every seed: its frozen probe is scored once
+            scores = _probe(args, cfg, encoder, rec, task)
+            if scores:
+                metrics.append(rows(scores, **keys, seed=seeds[0], config_hash=digest))
+            if args.probe_only:
+                continue
+            for seed in seeds:
+                out = _finetune_run(args, cfg, copy.deepcopy(encoder), rec, task, seed)
+                metrics.append(rows(out["metrics"], **keys, seed=seed, config_hash=digest))
+                curves.append(out["curve"].assign(**keys, seed=seed))
+                weights.append(out["importance"].assign(**keys, seed=seed))
+                summary[f"{task}/{rec}/seed{seed}"] = out["metrics"]["auroc"]
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frames in (("metrics", metrics), ("curve", curves), ("importance", weights)):
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
     return summary
 
 
-def _finetune_seed(args, cfg: dict, seed: int, probe: bool) -> dict:
+def _probe(args, cfg: dict, encoder, recording: str, task: str) -> dict:
+    if not cfg["evaluation"]["probe"]:
+        return {}
+    from .training.common import pick_device
+    from .training.probe import probe_auroc
+
+    return probe_auroc(encoder, args.results, recording, task,
+                       device=pick_device(cfg["model"]["device"]))
+
+
+def _finetune_run(args, cfg: dict, encoder, recording: str, task: str, seed: int) -> dict:
     from .training.finetune import FinetuneConfig, finetune
-    from .training.pretrain import initial_encoder, load_pretrained, model_config
 
     ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline")}
+          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "repeats")}
     ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
                             cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
-    if args.model == "barista":
-        encoder, _ = load_pretrained(args.pretrained)
-    elif args.model == "rpnt":
-        from .training.rpnt_pretrain import load_rpnt_encoder
-
-        encoder, _ = load_rpnt_encoder(args.pretrained)
-    else:
-        # the pretraining runs' starting point, so the comparison isolates pretraining
-        encoder = initial_encoder(model_config(Path(args.results), args.encode,
-                                               cfg["model"]["size"], cfg["model"]["overrides"]),
-                                  cfg["pretrain"]["seed"])
-    scores = {}
-    if probe and cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
-        from .training.common import pick_device
-        from .training.probe import probe_auroc
-
-        scores = probe_auroc(encoder, args.results, args.recording, args.task,
-                             device=pick_device(cfg["model"]["device"]))
-    out = finetune(args.results, encoder, recording=args.recording, task=args.task,
-                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
-    out["metrics"].update(scores)
-    return out
+    return finetune(args.results, encoder, recording=recording, task=task, mask_scale=None,
+                    split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg)
 
 
 def cmd_linear(args) -> dict:
-    from .evaluation import NONE, result_hash, rows
+    """The linear floor on every task and decoded recording (or those named), one table."""
+    import pandas as pd
+
+    from .evaluation import NONE, decoded, read_recordings, result_hash, rows
     from .training.baselines import linear_baseline
 
     cfg = _params(args)
-    metrics = linear_baseline(args.results, recording=args.recording, task=args.task, seed=0,
-                              split_kind=cfg["evaluation"]["window_split"],
-                              cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
-    table = rows(metrics, model="linear", encode_scale=NONE, mask_scale=NONE, task=args.task,
-                 seed=0, split_kind=_setting(args, cfg), **_entities(args.recording),
-                 config_hash=result_hash(cfg, "evaluation"))
+    table = read_recordings(args.recordings)
+    tasks = args.task or cfg["finetune"]["tasks"]
+    recordings = args.recording or decoded(table, cfg["evaluation"])["recording"].tolist()
+    frames, summary = [], {}
+    for task in tasks:
+        for rec in recordings:
+            metrics = linear_baseline(args.results, recording=rec, task=task, seed=0,
+                                      split_kind=cfg["evaluation"]["window_split"],
+                                      cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
+            frames.append(rows(metrics, model="linear", variant=NONE, encode_scale=NONE,
+                               mask_scale=NONE, task=task, pretrain_seed=0, seed=0,
+                               split_kind=_setting(table, cfg, rec), **_entities(rec),
+                               config_hash=result_hash(cfg, "evaluation")))
+            summary[f"{task}/{rec}"] = metrics["auroc"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(args.out, index=False)
-    return metrics
+    pd.concat(frames, ignore_index=True).to_parquet(args.out, index=False)
+    return summary
 
 
 def cmd_reconstruct(args) -> dict:
@@ -277,7 +326,8 @@ def cmd_reconstruct(args) -> dict:
     pre = pretraining(recs, cfg["evaluation"])
     head, fit = train_head(args.model_path, args.results, recordings=pre, epochs=rc["epochs"],
                            batch_size=rc["batch_size"], ridge=rc["ridge"],
-                           seed=cfg["pretrain"]["seed"], mask_ratio=cfg["pretrain"]["mask_ratio"],
+                           seed=cfg["pretrain"]["seed"] if args.seed is None else args.seed,
+                           mask_ratio=cfg["pretrain"]["mask_ratio"],
                            device=cfg["model"]["device"])
     frames = []
     for rec, setting in zip(held["recording"], held["setting"], strict=True):
@@ -287,9 +337,14 @@ def cmd_reconstruct(args) -> dict:
                                         device=cfg["model"]["device"])
         long = per_channel.melt(id_vars="channel", var_name="metric", value_name="value")
         frames.append(long.assign(split_kind=setting, **_entities(rec)))
+    from .training.pretrain import load_pretrained
+    from .variants import variant_name
+
+    _, state = load_pretrained(args.model_path)
+    pretrain_seed = state.get("seed", cfg["pretrain"]["seed"])
     table = pd.concat(frames, ignore_index=True).assign(
-        model="barista", encode_scale=args.encode, mask_scale=args.mask,
-        seed=cfg["pretrain"]["seed"],
+        model="barista", variant=variant_name(state["config"]), encode_scale=args.encode,
+        mask_scale=args.mask, pretrain_seed=pretrain_seed, seed=pretrain_seed,
         config_hash=result_hash(cfg, "model", "pretrain", "reconstruct", "evaluation"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
@@ -361,23 +416,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="masking scale (BaRISTA)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--variant", default="paper",
+                   help="BaRISTA pretraining variant (barista.variants): paper, prior+raw, ...")
+    p.add_argument("--seed", type=int, default=None, help="pretraining seed (pretrain.seed)")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
                    help="end after STEPS steps without finishing, as if killed (for tests)")
-    p = add("finetune", cmd_finetune, "finetune a pretrained or random-init model on a task")
+    p = add("finetune", cmd_finetune,
+            "finetune (and probe) one encoder on every task and decoded recording")
     p.add_argument("--results", required=True)
     p.add_argument("--model", choices=["barista", "random_init", "rpnt"], required=True)
     p.add_argument("--encode", default=None, help="encoding scale (not for rpnt)")
     p.add_argument("--mask", default=None)
-    p.add_argument("--pretrained", default=None, help="model.pt (for --model barista)")
-    p.add_argument("--task", required=True)
-    p.add_argument("--recording", required=True)
+    p.add_argument("--pretrained", default=None, help="model.pt (barista, rpnt)")
+    p.add_argument("--variant", default="paper",
+                   help="random_init: the variant whose starting point this is")
+    p.add_argument("--pretrain-seed", type=int, default=None,
+                   help="random_init: the pretraining seed whose starting point this is")
+    p.add_argument("--task", nargs="*", default=None, help="default: finetune.tasks")
+    p.add_argument("--recording", nargs="*", default=None,
+                   help="default: the recordings of evaluation.settings")
     p.add_argument("--recordings", required=True, help="recordings.tsv")
-    p.add_argument("--seeds", type=int, nargs="+", required=True)
-    p.add_argument("--out-dir", required=True, help="writes seed<k>/ for each seed")
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: finetune.seeds")
+    p.add_argument("--probe-only", action="store_true",
+                   help="score the frozen probe only (no finetuning)")
+    p.add_argument("--out-dir", required=True,
+                   help="writes metrics, curve and importance .parquet")
     p = add("linear", cmd_linear, "logistic regression on log band power (the floor)")
     p.add_argument("--results", required=True)
-    p.add_argument("--task", required=True)
-    p.add_argument("--recording", required=True)
+    p.add_argument("--task", nargs="*", default=None, help="default: finetune.tasks")
+    p.add_argument("--recording", nargs="*", default=None,
+                   help="default: the recordings of evaluation.settings")
     p.add_argument("--recordings", required=True, help="recordings.tsv")
     p.add_argument("--out", required=True)
     p = add("reconstruct", cmd_reconstruct, "channel-level reconstruction of a pretrained model")
@@ -386,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", required=True)
     p.add_argument("--encode", required=True)
     p.add_argument("--mask", required=True)
+    p.add_argument("--seed", type=int, default=None,
+                   help="masks of the head's fit (default: pretrain.seed)")
     p.add_argument("--out", required=True)
     p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
     p.add_argument("--out", required=True)

@@ -13,8 +13,12 @@ import pandas as pd
 from .config import config_hash
 from .errors import ConfigError
 
-RESULT_COLUMNS = ["model", "encode_scale", "mask_scale", "task", "subject", "session",
-                  "recording", "seed", "split_kind", "metric", "value", "config_hash"]
+# ``variant``: the BaRISTA pretraining variant (barista.variants; ``paper`` is the paper's
+# method, random-init rows carry the variant they pair with, other models ``none``);
+# ``pretrain_seed``: the pretraining run (and its paired random init); ``seed``: finetuning's
+RESULT_COLUMNS = ["model", "variant", "encode_scale", "mask_scale", "task", "subject", "session",
+                  "recording", "pretrain_seed", "seed", "split_kind", "metric", "value",
+                  "config_hash"]
 NONE = "none"
 
 

@@ -23,6 +23,7 @@ from .style import (
     PAGE_IN,
     Drawn,
     bar_positions,
+    base_model,
     chars_per_line,
     label,
     legend_handles,
@@ -33,6 +34,7 @@ from .style import (
     scale_color,
     scale_index,
     scale_legend,
+    variant_of,
     variant_style,
     wrap,
 )
@@ -200,9 +202,12 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
     """Per held-out session: AUROC of each pretrained pair against the random-init model of the
     same encode scale (both averaged over seeds), against the diagonal."""
     means = session_means(rows)
-    random = means[means["model"] == "random_init"]
-    pre = means[(means["model"] == "barista") & (means["encode_scale"] != NONE)]
-    keys = PANEL + ["encode_scale"] + SESSION
+    # each pretraining variant is paired with its own starting point (random_init:<variant>)
+    means["pairs_with"] = [variant_of(m) for m in means["model"]]
+    base = means["model"].map(base_model)
+    random = means[base == "random_init"]
+    pre = means[(base == "barista") & (means["encode_scale"] != NONE)]
+    keys = PANEL + ["encode_scale", "pairs_with"] + SESSION
     table = pre.merge(random[keys + ["value"]], on=keys, suffixes=("_pretrained",
                                                                    "_random_init"))
     table = table.rename(columns={"value_pretrained": "pretrained",

@@ -524,7 +524,7 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
         rows.to_parquet(out_dir / "history.parquet", index=False)
         final = {"config": config.to_dict(), **objective.final_state(model),
                  "encode_scale": encode_scale, "mask_scale": mask_scale,
-                 "recordings": recordings, "steps": step}
+                 "recordings": recordings, "steps": step, "seed": cfg.seed}
         atomic_save(final, out_dir / "model.pt")
         train_loss = rows[rows["split"] == "train"]["loss"]
         summary = {"encode_scale": encode_scale, "mask_scale": mask_scale, "steps": step,

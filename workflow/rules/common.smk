@@ -26,17 +26,17 @@ ARCHITECTURES = config["model"]["architectures"]
 GPU_PER_JOB = 1 if torch.cuda.is_available() else 0
 
 
-SEED_ARGS = " ".join(str(s) for s in config["finetune"]["seeds"])
+# pretraining runs of every variant and pair: seeds pretrain.seed, +1, ... (pretrain.repeats);
+# the first finetune.repeats of them are finetuned, the others only probed frozen
+PRETRAIN_SEEDS = [config["pretrain"]["seed"] + i for i in range(config["pretrain"]["repeats"])]
+FINETUNED_SEEDS = PRETRAIN_SEEDS[: config["finetune"]["repeats"] or len(PRETRAIN_SEEDS)]
+EVALUATED_SEEDS = PRETRAIN_SEEDS if config["evaluation"]["probe"] else FINETUNED_SEEDS
+VARIANTS = list(config["model"]["variants"])
 
 
-def seed_files(stem, name):
-    """One finetuning job runs every seed of a (model, task, recording): its per-seed files."""
-    return [f"{stem}/seed{s}/{name}" for s in config["finetune"]["seeds"]]
-
-
-def seeds_dir(wildcards, output):
-    """The folder holding a finetuning job's seed<k>/ folders."""
-    return os.path.dirname(os.path.dirname(output.metrics[0]))
+def probe_only(wildcards):
+    """A finetuning job of a pretraining seed past finetune.repeats scores the probe alone."""
+    return "" if int(wildcards.pseed) in FINETUNED_SEEDS else "--probe-only"
 
 
 def pretrain_launcher():
@@ -122,44 +122,60 @@ def decoded_recordings():
     return list(decoded(recording_table(), config["evaluation"])["recording"])
 
 
+def decoded_segments(wildcards):
+    """The segment indices of every decoded recording (what a finetuning job reads)."""
+    return [f"{RESULTS}/segments/{r}/index.parquet" for r in decoded_recordings()]
+
+
 def scale_pairs():
     return [(e, m) for e in config["model"]["encode_scales"] for m in config["model"]["mask_scales"]]
 
 
+def variant_pairs(variant):
+    """The (encode, mask) pairs a variant is pretrained for (model.variants)."""
+    wanted = config["model"]["variants"][variant]
+    if wanted == "all":
+        return scale_pairs()
+    return [tuple(p.split("-")) for p in wanted]
+
+
+def pretrained_runs():
+    """(variant, encode, mask, pretraining seed) of every BaRISTA pretraining run."""
+    if "barista" not in ARCHITECTURES:
+        return []
+    return [(v, e, m, s) for v in VARIANTS for e, m in variant_pairs(v) for s in PRETRAIN_SEEDS]
+
+
+def random_init_runs():
+    """(variant, encode, seed): the starting point of each variant's runs, per encode scale."""
+    runs = {(v, e, s) for v, e, _, s in pretrained_runs()}
+    return sorted(runs, key=lambda r: (VARIANTS.index(r[0]), r[1], r[2]))
+
+
 def decoding_results(wildcards):
-    """Every per-job result file that the decoding table gathers."""
+    """Every result file that the decoding table gathers: one per encoder (all its tasks,
+    recordings and seeds), and the linear floor's."""
     ft = config["finetune"]
-    recs = decoded_recordings()
-    files = []
-    if "barista" in ARCHITECTURES:
-        files += [
-            f"{RESULTS}/finetune/barista/{e}-{m}/{t}/{r}/seed{s}/metrics.parquet"
-            for e, m in scale_pairs()
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
-        ]
-    if "rpnt" in ARCHITECTURES:
-        files += [
-            f"{RESULTS}/finetune/rpnt/{t}/{r}/seed{s}/metrics.parquet"
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
-        ]
+    files = [
+        f"{RESULTS}/finetune/barista/{v}/{e}-{m}/seed{s}/metrics.parquet"
+        for v, e, m, s in pretrained_runs()
+        if s in EVALUATED_SEEDS
+    ]
     if ft["random_init"]:
         files += [
-            f"{RESULTS}/finetune/random_init/{e}/{t}/{r}/seed{s}/metrics.parquet"
-            for e in config["model"]["encode_scales"]
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
+            f"{RESULTS}/finetune/random_init/{v}/{e}/seed{s}/metrics.parquet"
+            for v, e, s in random_init_runs()
+            if s in EVALUATED_SEEDS
         ]
+    if "rpnt" in ARCHITECTURES:
+        files.append(f"{RESULTS}/finetune/rpnt/metrics.parquet")
     if ft["linear_baseline"]:
-        files += [f"{RESULTS}/finetune/linear/{t}/{r}/metrics.parquet" for t in ft["tasks"] for r in recs]
+        files.append(f"{RESULTS}/finetune/linear/metrics.parquet")
     return files
 
 
 def reconstruction_results(wildcards):
-    if "barista" not in ARCHITECTURES:
-        return []
-    return [f"{RESULTS}/reconstruct/{e}-{m}/channels.parquet" for e, m in scale_pairs()]
+    return [
+        f"{RESULTS}/reconstruct/{v}/{e}-{m}/seed{s}/channels.parquet"
+        for v, e, m, s in pretrained_runs()
+    ]

@@ -17,11 +17,14 @@ finetune_run_results = lambda wildcards: [
     f for f in decoding_results(wildcards) if "/finetune/linear/" not in f
 ]
 
-# metrics.parquet of the runs of one pretrained pair and task (head weights beside it)
+# metrics.parquet of the finetuned runs of one pretrained pair (head weights beside it), of the
+# first variant that pretrains the pair
 importance_run_results = lambda wildcards: [
-    f
-    for f in decoding_results(wildcards)
-    if f"/finetune/barista/{wildcards.encode}-{wildcards.mask}/{wildcards.task}/" in f
+    f"{RESULTS}/finetune/barista/{v}/{e}-{m}/seed{s}/metrics.parquet"
+    for v, e, m, s in pretrained_runs()
+    if (e, m) == (wildcards.encode, wildcards.mask)
+    and s in FINETUNED_SEEDS
+    and v == next(x for x in VARIANTS if (e, m) in variant_pairs(x))
 ]
 
 localization_tables = lambda wildcards: [
@@ -33,7 +36,8 @@ localization_tables = lambda wildcards: [
 simulation_truth = lambda wildcards: [BIDS_ROOT] if SOURCE == "simulate" else []
 
 pretraining_histories = [
-    f"{RESULTS}/models/barista/{e}-{m}/history.parquet" for e, m in scale_pairs()
+    f"{RESULTS}/models/barista/{v}/{e}-{m}/seed{s}/history.parquet"
+    for v, e, m, s in pretrained_runs()
 ]
 
 # every figure and table that the config's results allow
@@ -43,7 +47,9 @@ if config["finetune"]["tasks"]:
     FIGURE_NAMES += ["decoding_comparison", "decoding_grid", "finetuning_curves"]
     FIGURE_NAMES += ["pretrained_vs_random"] if config["finetune"]["random_init"] else []
     FIGURE_NAMES += [
-        f"importance/{e}-{m}_{t}" for e, m in scale_pairs() for t in config["finetune"]["tasks"]
+        f"importance/{e}-{m}_{t}"
+        for e, m in dict.fromkeys((e, m) for _, e, m, _ in pretrained_runs())
+        for t in config["finetune"]["tasks"]
     ]
     FIGURE_TABLES += [f"{FIGURES}/results_table.md", f"{FIGURES}/results_table.csv"]
     if config["evaluation"]["probe"]:
