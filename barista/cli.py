@@ -365,6 +365,30 @@ def cmd_figures(args) -> dict:
     return make(args)
 
 
+def cmd_release_download(args) -> dict:
+    from .release import download_release, sha256_of
+
+    path = download_release(args.name, Path(args.dest), url=args.url)
+    print(path)
+    return {"path": str(path), "sha256": sha256_of(path)}
+
+
+def cmd_release_show(args) -> dict:
+    from .release import RELEASES, format_mapping, load_release
+
+    path = Path(args.dest) / f"{args.target}.ckpt" if args.target in RELEASES \
+        else Path(args.target)
+    encoder, mapping = load_release(path, log_mapping=False)
+    c = encoder.config
+    n_params = sum(p.numel() for p in encoder.parameters())
+    print(f"{path}\nkey mapping (release -> barista):\n{format_mapping(mapping)}")
+    print(f"encode scale: {c.encode_scale}\nvocabulary: {c.vocab_size}"
+          + (" (L, I, P grid tables of 200 rows)" if c.encode_scale == "channel" else ""))
+    print(f"parameters: {n_params}")
+    return {"path": str(path), "encode_scale": c.encode_scale, "vocab_size": c.vocab_size,
+            "parameters": n_params, "mapped_keys": len(mapping)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="barista", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -475,6 +499,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="auroc",
                    help="metric of the table: auroc (finetuned) or probe_auroc (frozen probe)")
     p.add_argument("--color-by", choices=["parcel", "lobe"], default="parcel")
+
+    from .release import DEFAULT_DEST, RELEASES
+
+    release = sub.add_parser("release", help="the authors' released BaRISTA encoders")
+    actions = release.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("download", help="download a released checkpoint, sha256-verified")
+    p.add_argument("name", choices=sorted(RELEASES))
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help="folder (default %(default)s)")
+    p.add_argument("--url", default=None, help="fetch from here instead of the release URL")
+    p.set_defaults(func=cmd_release_download)
+    p = actions.add_parser("show", help="load a checkpoint into barista's encoder and print "
+                                        "the key mapping, scale, vocabulary and size")
+    p.add_argument("target", help=f"a checkpoint name ({', '.join(RELEASES)}) under --dest, "
+                                  f"or a path")
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help="folder (default %(default)s)")
+    p.set_defaults(func=cmd_release_show)
     return parser
 
 

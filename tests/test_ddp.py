@@ -87,11 +87,11 @@ def torchrun(results, out, *extra, nproc=2, **pretrain):
     return proc
 
 
-# The conv bias of each dilated block is followed by a parameter-free layer norm over time,
+# The bias of each conv of a dilated block is followed by a parameter-free layer norm over time,
 # which removes it: its gradient is zero up to rounding, and Adam (update ~ lr * g / |g|) walks
 # it on that rounding noise, differently for any change of summation order. It changes no
 # output, so it is reported apart (the encoders' outputs are compared instead).
-INERT = re.compile(r"cnn\.\d+\.conv\.bias$")
+INERT = re.compile(r"cnn\.\d+\.conv[12]\.bias$")
 
 
 def max_difference(a: Path, b: Path, inert: bool = False) -> float:

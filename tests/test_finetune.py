@@ -198,7 +198,10 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
                  "--out-dir", str(tmp_path / "out")]) == 0
     rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     probe = rows[rows["metric"] == "probe_auroc"]
-    assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.9
+    # above chance; how far depends on the random encoder (this size, with the release's CNN:
+    # 0.64-0.99 over seeds 0-5, 0.81 for seed 3); test_probe_finds_the_oscillation_... checks
+    # the probe's power
+    assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.75
     assert (rows["metric"] == "auroc").sum() == 2
     # the random init pairs with the paper variant's run of pretrain.seed
     assert set(rows["variant"]) == {"paper"} and set(rows["pretrain_seed"]) == {3}

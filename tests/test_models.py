@@ -5,11 +5,18 @@ import math
 import pytest
 import torch
 
+from barista.errors import DataError
 from barista.models import BaristaEncoder, preset
 from barista.models.attention import packed_attention
 from barista.models.barista import packed_layout
-from barista.models.rotary import Rotary, rotate
-from barista.models.spatial import INIT_NORM, CoordinateEmbedding, TableEmbedding
+from barista.models.rotary import Rotary, rotate, rotate_half
+from barista.models.spatial import (
+    INIT_NORM,
+    CoordinateEmbedding,
+    GridEmbedding,
+    TableEmbedding,
+    mni_grid_ids,
+)
 from barista.models.tokenizer import TemporalTokenizer
 from barista.training.ema import EMA
 from barista.training.masking import group_mask
@@ -53,9 +60,47 @@ def test_tokenizer_keeps_patches_independent_and_is_residual_cnn():
     x2[1] += 1.0
     y2 = tok(x2)
     assert torch.allclose(y[[0, 2, 3]], y2[[0, 2, 3]]) and not torch.allclose(y[1], y2[1])
-    dilations = [m.conv.dilation[0] for m in tok.cnn if hasattr(m, "conv")]
-    assert dilations == [1, 2, 4, 8, 16]
     assert tok.project.bias is None
+
+
+def test_tokenizer_is_the_release_cnn():
+    """Widths 1->5->5->5->5->1, two dilated convs per block (dilation 2^i), a 1x1 projector on
+    the residual where the width changes and on the last block; each conv followed by a
+    parameter-free layer norm over time and GELU. Computed here step by step."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    tok = TemporalTokenizer(64, 8, width=5, n_blocks=5)
+    widths = [(b.conv1.in_channels, b.conv1.out_channels) for b in tok.cnn]
+    assert widths == [(1, 5), (5, 5), (5, 5), (5, 5), (5, 1)]
+    assert [b.conv1.dilation[0] for b in tok.cnn] == [1, 2, 4, 8, 16]
+    assert [b.conv2.dilation[0] for b in tok.cnn] == [1, 2, 4, 8, 16]
+    assert [b.projector is not None for b in tok.cnn] == [True, False, False, False, True]
+    x = torch.randn(3, 1, 64)
+    h = x
+    for i, b in enumerate(tok.cnn):
+        r = h if b.projector is None else F.conv1d(h, b.projector.weight, b.projector.bias)
+        for conv in (b.conv1, b.conv2):
+            h = F.conv1d(h, conv.weight, conv.bias, dilation=2 ** i, padding=2 ** i)
+            h = F.gelu((h - h.mean(-1, keepdim=True))
+                       / (h.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())
+        h = h + r
+    assert torch.allclose(tok.features(x[:, 0]), h[:, 0], atol=1e-5)
+    assert torch.allclose(tok(x[:, 0]), h[:, 0] @ tok.project.weight.T, atol=1e-5)
+    # the demo's three blocks: 1 -> 5 -> 5 -> 1
+    demo = TemporalTokenizer(64, 8, width=5, n_blocks=3)
+    assert [(b.conv1.in_channels, b.conv1.out_channels) for b in demo.cnn] == [
+        (1, 5), (5, 5), (5, 1)]
+
+
+def test_paper_backbone_has_the_release_choices():
+    """qkv with a bias, RMSNorm eps 1e-8, half-split rotary pairing: the release's backbone."""
+    enc = BaristaEncoder(preset("paper", vocab_size=10))
+    block = enc.transformer.blocks[0]
+    assert block.attn.qkv.bias is not None and block.attn.out.bias is not None
+    assert block.norm1.eps == block.norm2.eps == enc.transformer.norm.eps == 1e-8
+    assert block.attn.rotate is rotate_half
+    assert block.ffn.gate_value.bias is not None and block.ffn.out.bias is not None
 
 
 def test_unknown_token_is_a_fixed_zero():
@@ -68,7 +113,7 @@ def test_unknown_token_is_a_fixed_zero():
 
 
 def test_coordinate_embedding_interpolates_and_matches_integer_tables():
-    emb = CoordinateEmbedding(12, extent_mm=10)
+    emb = CoordinateEmbedding(12, extent_mm=10, init="small")
     a = emb(None, torch.tensor([[1.0, 2.0, 3.0]]))
     expected = emb.tables[0, 11] + emb.tables[1, 12] + emb.tables[2, 13]
     assert torch.allclose(a[0], expected)
@@ -90,6 +135,32 @@ def test_rotary_scores_depend_only_on_relative_offset():
     assert score(0, 0) == pytest.approx(float(q @ k), abs=1e-5)
     assert abs(score(3, 1) - score(3, 2)) > 1e-3  # the rotation really rotates
     assert torch.allclose(rotate(q, rot(torch.tensor(5))).norm(), q.norm())
+
+
+def test_rotate_half_pairs_i_with_i_plus_half():
+    """The release's pairing: feature i turns with feature i + d/2, at the angle of pair i."""
+    d = 8
+    angles = torch.zeros(d // 2)
+    angles[1] = 0.3
+    e1 = torch.zeros(d)
+    e1[1] = 1.0
+    out = rotate_half(e1, angles)
+    expected = torch.zeros(d)
+    expected[1], expected[1 + d // 2] = math.cos(0.3), math.sin(0.3)
+    assert torch.allclose(out, expected, atol=1e-7)
+    # the interleaved pairing turns feature 1 with feature 0 instead
+    inter = rotate(e1, torch.tensor([0.3, 0.0, 0.0, 0.0]))
+    assert inter[0] == pytest.approx(-math.sin(0.3)) and inter[5] == 0
+    # scores stay relative with either pairing
+    rot = Rotary(16)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(16, generator=g), torch.randn(16, generator=g)
+
+    def score(pq, pk):
+        return float(rotate_half(q, rot(torch.tensor(pq))) @ rotate_half(k, rot(torch.tensor(pk))))
+
+    assert score(3, 1) == pytest.approx(score(7, 5), abs=1e-5)
+    assert abs(score(3, 1) - score(3, 2)) > 1e-3
 
 
 @pytest.mark.parametrize("impl", ["bucketed", "padded"])
@@ -205,7 +276,9 @@ def test_loss_falls_when_overfitting_one_batch():
                       torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(60):
+    # the release's CNN starts with smaller target tokens and falls slower early on: 100 steps
+    # (0.18 -> 0.005) where the old CNN needed 60
+    for _ in range(100):
         loss = model(batch, mask)["loss"]
         opt.zero_grad()
         loss.backward()
@@ -277,7 +350,7 @@ def test_barista_with_context_attention_keeps_samples_apart():
 def test_coordinate_embedding_starts_with_similarity_falling_with_distance():
     """Sinusoidal start: nearby contacts get similar embeddings, and similarity depends on the
     displacement only, so masked pretraining can find a channel's neighbours."""
-    emb = CoordinateEmbedding(32)
+    emb = CoordinateEmbedding(32, init="small")
 
     def sim(a, b):
         e = emb(None, torch.tensor([a, b], dtype=torch.float32))
@@ -297,12 +370,71 @@ def test_coordinate_embedding_starts_with_similarity_falling_with_distance():
 
 
 def test_table_embeddings_start_as_large_as_coordinate_embeddings():
-    """Every spatial embedding starts at the same norm, small beside a token but far above
-    the mask token's, so a masked position is mostly its place; id 0 is the untrained zero."""
-    emb = TableEmbedding(200, 64)
+    """With init ``small`` every spatial embedding starts at the same norm, small beside a token
+    but far above the mask token's, so a masked position is mostly its place; id 0 is the
+    untrained zero."""
+    emb = TableEmbedding(200, 64, init="small")
     norms = emb.table.weight[1:].norm(dim=1)
     assert float(norms.mean().detach()) == pytest.approx(INIT_NORM, rel=0.05)
     torch.manual_seed(0)
     mask_token = BaristaEncoder(preset("demo", d_model=64)).mask_token
     assert float(mask_token.norm().detach()) < INIT_NORM / 1.5
     assert torch.all(emb.table.weight[0] == 0)
+
+
+def test_release_spatial_start_is_unit_normal_and_demo_keeps_small():
+    """``spatial_init: release`` starts every table entry N(0, 1) (row norm about sqrt(d)),
+    row 0 zero; the paper preset uses it, the demo preset names its departure."""
+    torch.manual_seed(0)
+    emb = TableEmbedding(400, 64, init="release")
+    rows = emb.table.weight[1:].detach()
+    assert float(rows.std()) == pytest.approx(1.0, rel=0.05)
+    assert float(rows.norm(dim=1).mean()) == pytest.approx(8.0, rel=0.05)
+    assert torch.all(emb.table.weight[0] == 0)
+    grid = GridEmbedding(64, init="release")
+    assert float(grid.axes[0].weight.detach().std()) == pytest.approx(1.0, rel=0.05)
+    paper, demo = preset("paper"), preset("demo")
+    assert (paper.spatial_init, paper.channel_coordinates) == ("release", "lip")
+    assert (demo.spatial_init, demo.channel_coordinates) == ("small", "mni")
+    with pytest.raises(ValueError, match="spatial_init"):
+        TableEmbedding(5, 8, init="large")
+
+
+def test_grid_embedding_sums_three_integer_rows():
+    """The release's channel encoder: one row per axis, summed; -1 = no position -> zero."""
+    grid = GridEmbedding(8, init="release")
+    ids = torch.tensor([[3, 150, 7], [0, 199, 2], [-1, 5, 5]])
+    out = grid(ids)
+    w = [a.weight for a in grid.axes]
+    assert torch.allclose(out[0], w[0][3] + w[1][150] + w[2][7])
+    assert torch.allclose(out[1], w[0][0] + w[1][199] + w[2][2])
+    assert torch.all(out[2] == 0)
+    with pytest.raises(DataError, match="0..199"):
+        grid(torch.tensor([[0, 200, 1]]))
+
+
+def test_mni_grid_rows_round_and_clip():
+    coords = torch.tensor([[-40.4, 12.6, 0.0], [-150.0, 99.7, 120.0],
+                           [float("nan"), 1.0, 2.0]])
+    assert mni_grid_ids(coords).tolist() == [[60, 113, 100], [0, 199, 199], [-1, -1, -1]]
+
+
+def test_lip_channel_encoder_reads_grid_ids_or_falls_back_to_mni_rows(caplog):
+    cfg = preset("demo", patch_samples=16, n_patches=4, encode_scale="channel",
+                 channel_coordinates="lip", dropout=0.0)
+    torch.manual_seed(0)
+    model = BaristaEncoder(cfg).eval()
+    batch = make_batch(n_channels=(3, 5))
+    ids = mni_grid_ids(batch["coords"])
+    with torch.no_grad():
+        emb = model.spatial_embedding({**batch, "grid_ids": ids})
+        assert torch.allclose(emb, model.spatial(ids))
+        with caplog.at_level("WARNING"):
+            import barista.models.spatial as spatial
+
+            spatial._warned_mni_rows = False
+            fallback = model.spatial_embedding(batch)
+        assert torch.allclose(fallback, emb)
+        assert "Brain Treebank" in caplog.text and "round(mm) + 100" in caplog.text
+        other = {**batch, "grid_ids": (ids + 1).clamp(max=199)}
+        assert not torch.allclose(model(other), model({**batch, "grid_ids": ids}))

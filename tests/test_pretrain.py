@@ -230,3 +230,21 @@ def test_pretraining_learns_a_shared_component_quickly():
     pred, target = out["pred"].reshape(-1, 32), out["target"].reshape(-1, 32)
     r2 = 1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum()
     assert r2 > 0.15, float(r2)
+
+
+def test_model_of_an_older_architecture_is_refused_naming_the_file(tmp_path):
+    """A model.pt whose tensors do not fit the current encoder (the CNN before the release's,
+    say) fails naming the file, not with a bare state_dict error."""
+    from barista.errors import DataError
+
+    cfg = preset("demo", patch_samples=16, n_patches=4, encode_scale="parcel", vocab_size=6)
+    model = MaskedLatentModel(cfg)
+    encoder = model.encoder.state_dict()
+    old_cnn = {k: v for k, v in encoder.items() if not k.startswith("tokenizer.cnn.")}
+    old_cnn["tokenizer.cnn.0.weight"] = torch.zeros(5, 1, 1)  # the old 1x1 stem
+    path = tmp_path / "model.pt"
+    torch.save({"config": cfg.to_dict(), "encoder": old_cnn,
+                "ema_tokenizer": model.target.shadow.state_dict()}, path)
+    with pytest.raises(DataError, match=r"model\.pt does not fit the current BaRISTA "
+                                        r"architecture.*pretrain again"):
+        load_pretrained(path)

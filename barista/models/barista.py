@@ -3,6 +3,10 @@
 Every channel keeps one token per patch (channels are never pooled). Tokens of a sample are
 ordered time-major (all channels of patch 0, then of patch 1, ...), carry the rotary angle of
 their patch index, and attend to every token of the same sample and no other.
+
+The ``paper`` preset computes what the authors' released encoders compute (their checkpoints
+load with :func:`barista.release.load_release` and reproduce the release's outputs;
+``tests/test_release.py``).
 """
 
 from __future__ import annotations
@@ -14,14 +18,20 @@ from torch import nn
 
 from .prior import PRIORS, AttentionPrior
 from .rotary import Rotary
-from .spatial import spatial_encoder
+from .spatial import GridEmbedding, mni_grid_ids, spatial_encoder, warn_mni_grid_rows
 from .tokenizer import TemporalTokenizer
 from .transformer import Transformer
 
 
 @dataclass(frozen=True)
 class BaristaConfig:
-    """Architecture; ``preset('paper')`` gives the paper's numbers (about 0.87 M parameters)."""
+    """Architecture; ``preset('paper')`` is the release's model (about 0.87 M parameters).
+
+    ``spatial_init``: ``release`` (N(0, 1) table entries, as the release) or ``small`` (norm 0.3,
+    sinusoidal channel tables; :mod:`barista.models.spatial`). ``channel_coordinates``: the
+    channel-scale encoder, ``lip`` (the release's three integer-indexed tables, rows from
+    ``batch["grid_ids"]`` or from MNI mm) or ``mni`` (interpolated 1-mm MNI tables).
+    """
 
     patch_samples: int = 512
     n_patches: int = 12
@@ -38,6 +48,8 @@ class BaristaConfig:
     predictor_layers: int = 3
     rope_base: float = 10000.0
     attention: str = "auto"
+    spatial_init: str = "release"
+    channel_coordinates: str = "lip"
     # ablation switches (RPNT components in BaRISTA): "mrope" rotates q, k by patch, MNI x, y, z,
     # session and task instead of adding a spatial table; context_kernel > 0 uses RPNT's
     # bidirectional context-based attention instead of fused attention
@@ -58,10 +70,13 @@ class BaristaConfig:
 
 PRESETS = {
     "paper": {},
-    # the demo model starts with the attention prior: without it a masked position does not
-    # find even an exact visible copy of its channel within the demo's budget (the routing
-    # test, tests/test_routing.py); the paper's method is still run by naming variant 'paper'
+    # CPU-sized; starts its spatial embeddings small and encodes channels by interpolated MNI
+    # mm (the demo data have MNI positions only; docs/model.md says why). It also starts with
+    # the attention prior: without it a masked position does not find even an exact visible
+    # copy of its channel within the demo's budget (tests/test_routing.py); the paper's method
+    # is still run by naming variant 'paper' (barista.variants)
     "demo": {"d_model": 32, "n_layers": 2, "n_heads": 2, "ffn_hidden": 64, "cnn_blocks": 3,
+             "spatial_init": "small", "channel_coordinates": "mni",
              "attention_prior": "distance"},
 }
 
@@ -117,7 +132,9 @@ class BaristaEncoder(nn.Module):
         c = config
         self.tokenizer = TemporalTokenizer(c.patch_samples, c.d_model, width=c.cnn_width,
                                            n_blocks=c.cnn_blocks, kernel_size=c.kernel_size)
-        self.spatial = spatial_encoder(c.encode_scale, c.vocab_size, c.d_model)
+        self.spatial = spatial_encoder(c.encode_scale, c.vocab_size, c.d_model,
+                                       init=c.spatial_init,
+                                       channel_coordinates=c.channel_coordinates)
         self.mask_token = nn.Parameter(torch.randn(c.d_model) * 0.02)
         if c.position not in ("rotary", "mrope"):
             raise ValueError(f"position {c.position!r} is not 'rotary' or 'mrope'")
@@ -142,7 +159,18 @@ class BaristaEncoder(nn.Module):
         self.prior = AttentionPrior(c.n_heads) if c.attention_prior == "distance" else None
 
     def spatial_embedding(self, batch: dict) -> torch.Tensor:
-        """(channels, d): the encoding-scale embedding of every channel in the batch."""
+        """(channels, d): the encoding-scale embedding of every channel in the batch.
+
+        The ``lip`` channel encoder reads ``batch["grid_ids"]`` (channels, 3) when the batch has
+        it, else rows from the MNI ``coords`` (:func:`~barista.models.spatial.mni_grid_ids`,
+        with a one-time warning).
+        """
+        if isinstance(self.spatial, GridEmbedding):
+            ids = batch.get("grid_ids")
+            if ids is None:
+                warn_mni_grid_rows()
+                ids = mni_grid_ids(batch["coords"], self.spatial.size)
+            return self.spatial(ids.to(batch["x"].device))
         return self.spatial(batch["spatial_id"], batch["coords"])
 
     def forward(self, batch: dict, channel_mask: torch.Tensor | None = None,
@@ -153,7 +181,7 @@ class BaristaEncoder(nn.Module):
         ----------
         batch : dict
             From :func:`barista.data.collate_packed`: ``x``, ``spatial_id``, ``coords``,
-            ``n_channels``.
+            ``n_channels`` (and ``grid_ids`` for the ``lip`` channel encoder, when known).
         channel_mask : bool tensor (channels,), optional
             Channels whose every token is replaced by the mask token (plus its spatial
             embedding): the model never sees their signal.

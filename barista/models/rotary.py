@@ -2,6 +2,11 @@
 
 Query and key feature pairs are rotated by ``position * base^(-2i/d)``; the dot product of a
 rotated query and key then depends on the positions only through their difference.
+
+Two pairings of the features: :func:`rotate` pairs neighbours ``(2i, 2i+1)`` (RPNT's MRoPE);
+:func:`rotate_half` pairs ``(i, i + d/2)``, the "rotate_half" convention of the BaRISTA release
+(and of LLaMA-style code). Both give relative scores, but not the same ones: weights trained with
+one pairing only reproduce with the same pairing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,18 @@ def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
     return out.flatten(-2)
+
+
+def rotate_half(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate feature ``i`` of ``x`` (..., d) with feature ``i + d/2`` by ``angles[..., i]``."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+#: Rotation of each pairing, by the name :class:`~barista.models.transformer.Attention` takes.
+PAIRINGS = {"interleaved": rotate, "half": rotate_half}
 
 
 class Rotary(nn.Module):

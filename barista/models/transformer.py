@@ -1,4 +1,9 @@
-"""Pre-norm transformer over packed token sequences (RMSNorm, rotary attention, GeGLU)."""
+"""Pre-norm transformer over packed token sequences (RMSNorm, rotary attention, GeGLU).
+
+The defaults are the BaRISTA release's backbone: ``qkv`` with a bias (the trained key bias is
+large and, once rotated, not softmax-invariant), half-split rotary pairing
+(:func:`~barista.models.rotary.rotate_half`), RMSNorm eps 1e-8, GeGLU with biases.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,18 @@ from torch import nn
 
 from .attention import packed_attention
 from .context_attention import ContextAttention
-from .rotary import rotate
+from .rotary import PAIRINGS
+
+#: RMSNorm eps of the BaRISTA release (torch's default is the dtype's machine epsilon).
+NORM_EPS = 1e-8
 
 
 class GeGLU(nn.Module):
-    """``W2 (GELU(x W) * x V)``: the gated feed-forward of BaRISTA's backbone."""
+    """``W2 dropout(GELU(x W) * x V)``: the gated feed-forward of BaRISTA's backbone.
+
+    ``gate_value`` holds ``W`` (rows ``:hidden``) and ``V`` (rows ``hidden:``) in one layer: the
+    release's ``gate_proj`` and ``up_proj`` stacked.
+    """
 
     def __init__(self, d_model: int, hidden: int, dropout: float):
         super().__init__()
@@ -30,15 +42,20 @@ class Attention(nn.Module):
 
     ``context_kernel`` > 0 swaps the fused attention for RPNT's bidirectional context-based
     attention (a K x K kernel per sample and head over the score map; an ablation switch), which
-    needs each token's patch and channel (``grid``).
+    needs each token's patch and channel (``grid``). ``qkv`` rows are ``[q; k; v]``, each
+    ``(head, head_dim)``; ``pairing`` names the rotary pairing (:data:`PAIRINGS`).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, context_kernel: int = 0):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, context_kernel: int = 0,
+                 *, qkv_bias: bool = True, pairing: str = "half"):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        if pairing not in PAIRINGS:
+            raise ValueError(f"rotary pairing {pairing!r} is not one of {sorted(PAIRINGS)}")
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.rotate = PAIRINGS[pairing]
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=qkv_bias)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
         self.context = (ContextAttention(n_heads, self.head_dim, context_kernel, causal=False)
@@ -48,7 +65,7 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(x.shape[0], 3, self.n_heads, self.head_dim).unbind(1)
         if angles is not None:  # (tokens, head_dim/2) or (tokens, heads, head_dim/2)
             a = angles if angles.dim() == 3 else angles[:, None, :]
-            q, k = rotate(q, a), rotate(k, a)
+            q, k = self.rotate(q, a), self.rotate(k, a)
         if self.context is not None:
             o = self.context(q, k, v, grid["time"], cu_seqlens, stream=grid["stream"])
         else:
@@ -58,11 +75,11 @@ class Attention(nn.Module):
 
 class Block(nn.Module):
     def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, dropout: float,
-                 context_kernel: int = 0):
+                 context_kernel: int = 0, *, norm_eps: float = NORM_EPS, **attention):
         super().__init__()
-        self.norm1 = nn.RMSNorm(d_model)
-        self.attn = Attention(d_model, n_heads, dropout, context_kernel)
-        self.norm2 = nn.RMSNorm(d_model)
+        self.norm1 = nn.RMSNorm(d_model, eps=norm_eps)
+        self.attn = Attention(d_model, n_heads, dropout, context_kernel, **attention)
+        self.norm2 = nn.RMSNorm(d_model, eps=norm_eps)
         self.ffn = GeGLU(d_model, ffn_hidden, dropout)
         self.dropout = nn.Dropout(dropout)
 
@@ -72,14 +89,19 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Stack of pre-norm blocks with a final RMSNorm; tokens are ``(total_tokens, d_model)``."""
+    """Stack of pre-norm blocks with a final RMSNorm; tokens are ``(total_tokens, d_model)``.
+
+    ``norm_eps``, ``qkv_bias`` and ``pairing`` default to the release's choices."""
 
     def __init__(self, d_model: int, n_layers: int, n_heads: int, ffn_hidden: int,
-                 dropout: float, context_kernel: int = 0):
+                 dropout: float, context_kernel: int = 0, *, norm_eps: float = NORM_EPS,
+                 qkv_bias: bool = True, pairing: str = "half"):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, ffn_hidden, dropout, context_kernel)
-                                    for _ in range(n_layers))
-        self.norm = nn.RMSNorm(d_model)
+        self.blocks = nn.ModuleList(
+            Block(d_model, n_heads, ffn_hidden, dropout, context_kernel, norm_eps=norm_eps,
+                  qkv_bias=qkv_bias, pairing=pairing)
+            for _ in range(n_layers))
+        self.norm = nn.RMSNorm(d_model, eps=norm_eps)
 
     def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None, bias=None):
         """``bias``: an additive attention bias shared by every layer (the attention prior,

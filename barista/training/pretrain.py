@@ -565,8 +565,13 @@ def load_pretrained(path: str | Path, device="cpu",
     """Encoder of a ``model.pt``: by default the EMA tokenizer plus the pretrained backbone,
     as downstream models start (``tokenizer="online"`` keeps the online tokenizer)."""
     state = torch.load(path, map_location=device, weights_only=False)
-    encoder = BaristaEncoder(BaristaConfig(**state["config"]))
-    encoder.load_state_dict(state["encoder"])
-    if tokenizer == "ema":
-        encoder.tokenizer.load_state_dict(state["ema_tokenizer"])
+    try:
+        encoder = BaristaEncoder(BaristaConfig(**state["config"]))
+        encoder.load_state_dict(state["encoder"])
+        if tokenizer == "ema":
+            encoder.tokenizer.load_state_dict(state["ema_tokenizer"])
+    except (TypeError, RuntimeError) as exc:  # unknown config fields, other tensors
+        raise DataError(f"{path} does not fit the current BaRISTA architecture (written by an "
+                        f"older version?): {str(exc).splitlines()[0]}; delete it and pretrain "
+                        f"again") from None
     return encoder, state
