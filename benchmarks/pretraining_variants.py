@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -134,7 +135,9 @@ def run(args, cfg: dict, variant: str, seed: int, recordings: list[str], held: l
             "probe": probes, "final_prior": (state["encoder"].get("prior.slope", None) is not None
                                              and {k: state["encoder"][k].tolist() for k in
                                                   ("prior.slope", "prior.same_patch")}) or None,
-            "seconds": time.perf_counter() - t_start, "threads": torch.get_num_threads()}
+            "seconds": time.perf_counter() - t_start, "threads": torch.get_num_threads(),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], text=True,
+                                     capture_output=True).stdout.strip()}
 
 
 def linear_floor(args, cfg: dict, every_rec: list[str]) -> dict:
