@@ -25,7 +25,7 @@ wildcard_constraints:
     encode="|".join(SCALES),
     mask="|".join(SCALES),
     task="speech_vs_nonspeech|sentence_onset",
-    variant="|".join(re.escape(v) for v in VARIANTS),
+    variant="|".join(re.escape(v) for v in dict.fromkeys(VARIANTS + INIT_VARIANTS)),
     pseed=r"\d+",
 
 

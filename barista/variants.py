@@ -14,6 +14,10 @@ variant = paper`` is the paper's method; anything else is ours):
 Parts are joined by ``+`` in the order of the table (``prior+raw``, ``prior+raw+logspec``);
 ``paper`` is the name of no departure at all. Models without variants (the linear floor, RPNT)
 get :data:`barista.evaluation.NONE`.
+
+The target decides only what pretraining predicts, not the encoder: every variant with the prior
+starts from the same encoder (``prior``), every variant without it from the paper's
+(:func:`init_variant`), so one random-init model serves as the paired baseline of all of them.
 """
 
 from __future__ import annotations
@@ -52,3 +56,10 @@ def variant_options(name: str) -> dict:
     if variant_name(options) != name:
         raise ConfigError(f"variant {name!r} is spelled {variant_name(options)!r}")
     return options
+
+
+def init_variant(name: str) -> str:
+    """The variant whose encoder a variant's pretraining starts from: its name without the
+    target (``prior+raw`` -> ``prior``, ``raw`` -> ``paper``). Its random init is the paired
+    baseline of every variant that maps to it."""
+    return variant_name({**variant_options(name), "target": "latent"})

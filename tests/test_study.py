@@ -67,9 +67,11 @@ def test_rows_name_the_variant_and_the_pretraining_run(study):
     variant; each pretraining run (seed) is paired with its own random init; runs past
     finetune.repeats are probed, not finetuned."""
     table = pd.read_parquet(study / "results/tiny/decoding.parquet")
-    for model in ("barista", "random_init"):
+    # prior+raw starts from the encoder with the prior: its random init is variant 'prior'
+    for model, variants in (("barista", {"paper", "prior+raw"}),
+                            ("random_init", {"paper", "prior"})):
         rows = table[table["model"] == model]
-        assert set(rows["variant"]) == {"paper", "prior+raw"}, model
+        assert set(rows["variant"]) == variants, model
         assert set(rows["pretrain_seed"]) == {0, 1}, model
         finetuned = rows[rows["metric"] == "auroc"]
         assert set(finetuned["pretrain_seed"]) == {0}, model
@@ -78,7 +80,10 @@ def test_rows_name_the_variant_and_the_pretraining_run(study):
     assert set(zip(recon["variant"], recon["pretrain_seed"], strict=True)) == {
         ("paper", 0), ("paper", 1), ("prior+raw", 0), ("prior+raw", 1)}
     md = (study / "results/tiny/figures/results_table.md").read_text()
-    assert "BaRISTA prior+raw" in md and "random init prior+raw" in md
+    assert "BaRISTA prior+raw" in md and "random init prior" in md
+    paired = pd.read_csv(study / "results/tiny/figures/pretrained_vs_random.csv")
+    assert set(zip(paired["model"], paired["pairs_with"], strict=True)) == {
+        ("barista", "paper"), ("barista:prior+raw", "prior")}
 
 
 def test_results_table_lists_both_models_per_setting(study):

@@ -30,7 +30,7 @@ from barista.training.targets import (  # noqa: E402
     log_power,
     target_size,
 )
-from barista.variants import variant_name, variant_options  # noqa: E402
+from barista.variants import init_variant, variant_name, variant_options  # noqa: E402
 
 RECS = ["sub-01_ses-01_task-t", "sub-02_ses-01_task-t"]
 SMALL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "ffn_hidden": 32, "cnn_blocks": 2}
@@ -118,6 +118,21 @@ def test_variant_names_round_trip():
         variant_options("raw+prior")
     with pytest.raises(ConfigError, match="unknown"):
         variant_options("prior+mae")
+    assert [init_variant(v) for v in ("paper", "raw", "prior", "prior+raw+logspec")] == [
+        "paper", "paper", "prior", "prior"]
+
+
+def test_variants_of_one_start_share_their_random_init():
+    """The target does not change the encoder: same seed, same starting weights."""
+    from barista.training.pretrain import initial_encoder
+
+    states = {}
+    for name in ("prior", "prior+raw", "prior+logspec"):
+        config = preset("demo", patch_samples=32, n_patches=4, encode_scale="channel",
+                        **variant_options(name))
+        states[name] = initial_encoder(config, seed=2).state_dict()
+    for name in ("prior+raw", "prior+logspec"):
+        assert all(torch.equal(states["prior"][k], v) for k, v in states[name].items())
 
 
 @pytest.fixture(scope="module")

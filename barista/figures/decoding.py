@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..variants import init_variant
 from .aggregate import (
     PANEL,
     SESSION,
@@ -202,8 +203,11 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
     """Per held-out session: AUROC of each pretrained pair against the random-init model of the
     same encode scale (both averaged over seeds), against the diagonal."""
     means = session_means(rows)
-    # each pretraining variant is paired with its own starting point (random_init:<variant>)
-    means["pairs_with"] = [variant_of(m) for m in means["model"]]
+    # each pretraining variant is paired with the random init it starts from
+    # (random_init:prior for prior+raw, barista.variants.init_variant)
+    means["pairs_with"] = [
+        init_variant(variant_of(m) or "paper") if base_model(m) == "barista"
+        else (variant_of(m) or "paper") for m in means["model"]]
     base = means["model"].map(base_model)
     random = means[base == "random_init"]
     pre = means[(base == "barista") & (means["encode_scale"] != NONE)]
@@ -213,8 +217,8 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
     table = table.rename(columns={"value_pretrained": "pretrained",
                                   "value_random_init": "random_init"})
     table["difference"] = table["pretrained"] - table["random_init"]
-    table = ordered(table)[[*PANEL, *VARIANT, *SESSION, "pretrained", "random_init",
-                            "difference"]]
+    table = ordered(table)[[*PANEL, *VARIANT, "pairs_with", *SESSION, "pretrained",
+                            "random_init", "difference"]]
     with paper_style():
         if table.empty:
             return message_figure("no pretrained and random-init results for the same "

@@ -8,6 +8,7 @@ import torch
 
 from barista.config import active_scales, validate_config
 from barista.evaluation import decoded
+from barista.variants import init_variant
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
 config.update(validate_config(config))
@@ -32,6 +33,9 @@ PRETRAIN_SEEDS = [config["pretrain"]["seed"] + i for i in range(config["pretrain
 FINETUNED_SEEDS = PRETRAIN_SEEDS[: config["finetune"]["repeats"] or len(PRETRAIN_SEEDS)]
 EVALUATED_SEEDS = PRETRAIN_SEEDS if config["evaluation"]["probe"] else FINETUNED_SEEDS
 VARIANTS = list(config["model"]["variants"])
+# the random-init baselines: one per encoder a variant starts from (the target changes only
+# what pretraining predicts, barista.variants.init_variant)
+INIT_VARIANTS = list(dict.fromkeys(init_variant(v) for v in VARIANTS))
 
 
 def probe_only(wildcards):
@@ -147,9 +151,10 @@ def pretrained_runs():
 
 
 def random_init_runs():
-    """(variant, encode, seed): the starting point of each variant's runs, per encode scale."""
-    runs = {(v, e, s) for v, e, _, s in pretrained_runs()}
-    return sorted(runs, key=lambda r: (VARIANTS.index(r[0]), r[1], r[2]))
+    """(starting variant, encode, seed): the encoder each pretraining run starts from, once
+    for all variants that share it."""
+    runs = {(init_variant(v), e, s) for v, e, _, s in pretrained_runs()}
+    return sorted(runs, key=lambda r: (INIT_VARIANTS.index(r[0]), r[1], r[2]))
 
 
 def decoding_results(wildcards):
