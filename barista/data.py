@@ -86,19 +86,37 @@ class SegmentDataset(Dataset):
         Which roles of the split to keep (``train``, ``val``, ``test``).
     recordings : sequence of str | None
         Restrict to these recordings.
+    segments : str
+        Folder under ``root`` holding the per-recording segment folders: ``segments`` (the
+        study's windows) or ``neuroprobe/segments`` (the benchmark's, ``barista.neuroprobe``).
+    channels : sequence of str | None
+        Keep only these channels, in this order (every recording must have them all): a
+        model trained on one recording and tested on another sees the same channels in both.
+    spatial_ids : mapping of str to int array | None
+        Each recording's spatial token ids (one per channel, in signal order) in place of the
+        ``encode_scale`` token table's: a vocabulary of another model, such as the authors'
+        released encoders (:func:`barista.release_ids.release_spatial_ids`). Group ids then
+        come from ``mask_scale``'s table, or are zeros without one.
+
+    Samples carry ``grid_ids`` (channels, 3), the integer L, I, P voxel coordinates the
+    ``lip`` channel encoder indexes (-1 where a channel has none), when every recording's
+    ``channels.parquet`` has them for some channel; otherwise the encoder derives rows from the
+    MNI ``coords`` (:func:`barista.models.spatial.mni_grid_ids`). Frames never mix in a batch.
     """
 
     def __init__(self, root: str | Path, kind: str = "pretrain", *,
                  encode_scale: str | None = "channel",
                  mask_scale: str | None = None, split_kind: str | None = "random",
-                 roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None):
+                 roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None,
+                 spatial_ids: dict[str, np.ndarray] | None = None,
+                 segments: str = "segments", channels: Sequence[str] | None = None):
         root = Path(root)
-        seg_dirs = sorted(p.parent for p in (root / "segments").glob("*/index.parquet"))
+        seg_dirs = sorted(p.parent for p in (root / segments).glob("*/index.parquet"))
         if recordings is not None:
             wanted = set(recordings)
             seg_dirs = [d for d in seg_dirs if d.name in wanted]
         if not seg_dirs:
-            raise DataError(f"no segments under {root / 'segments'}; run the data workflow first")
+            raise DataError(f"no segments under {root / segments}; run the data workflow first")
         index = pd.concat([pd.read_parquet(d / "index.parquet") for d in seg_dirs],
                           ignore_index=True)
         index = index[index["kind"] == kind]
@@ -113,9 +131,17 @@ class SegmentDataset(Dataset):
         self.channels = {d.name: pd.read_parquet(d / "channels.parquet") for d in seg_dirs}
         self.coords = {rec: torch.tensor(table[["x", "y", "z"]].to_numpy(np.float32))
                        for rec, table in self.channels.items()}
-        if encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
-            self.spatial = self.groups = {rec: np.zeros(len(f.channels), np.int64)
-                                          for rec, f in self.files.items()}
+        self.grid_ids = _grid_ids(self.channels, self.files)
+        if spatial_ids is not None:
+            self.spatial = {rec: _checked_ids(spatial_ids, rec, f)
+                            for rec, f in self.files.items()}
+            self.groups = (self._ids(root, mask_scale, "group_id") if mask_scale else
+                           {rec: np.zeros(len(f.channels), np.int64)
+                            for rec, f in self.files.items()})
+        elif encode_scale is None:  # signal only (e.g. spectral baselines): no token tables
+            self.spatial = {rec: np.zeros(len(f.channels), np.int64)
+                            for rec, f in self.files.items()}
+            self.groups = dict(self.spatial)
         else:
             self.spatial = self._ids(root, encode_scale, "token_id")
             self.groups = self._ids(root, mask_scale or encode_scale, "group_id")
@@ -123,6 +149,30 @@ class SegmentDataset(Dataset):
         self._segments = self.index["segment"].to_numpy()
         self._labels = self.index["label"].to_numpy()
         self._memory: list[dict] | None = None
+        self._picks = {rec: None for rec in self.files}
+        if channels is not None:
+            self._select(list(channels))
+
+    def _select(self, channels: list[str]) -> None:
+        """Restrict every recording to ``channels`` (in that order)."""
+        for rec, f in self.files.items():
+            missing = [c for c in channels if c not in f.channels]
+            if missing:
+                raise DataError(f"{rec}: no channel(s) {missing[:5]} in {f.path}")
+            picks = np.array([f.channels.index(c) for c in channels], dtype=np.int64)
+            self._picks[rec] = picks
+            self.spatial[rec] = self.spatial[rec][picks]
+            self.groups[rec] = self.groups[rec][picks]
+            self.coords[rec] = self.coords[rec][torch.from_numpy(picks)]
+            self.channels[rec] = self.channels[rec].iloc[picks].reset_index(drop=True)
+            if self.grid_ids is not None:
+                self.grid_ids[rec] = self.grid_ids[rec][torch.from_numpy(picks)]
+
+    def channel_names(self, recording: str) -> list[str]:
+        """The channels a sample of ``recording`` holds, in order."""
+        picks = self._picks[recording]
+        names = self.files[recording].channels
+        return list(names) if picks is None else [names[i] for i in picks]
 
     def load_into_memory(self, transform=None) -> SegmentDataset:
         """Read every sample once and keep it (for small sets read many times, such as one
@@ -172,8 +222,10 @@ class SegmentDataset(Dataset):
         if self._memory is not None:
             return self._memory[i]
         rec, seg = self._recordings[i], int(self._segments[i])
-        return {
-            "x": torch.from_numpy(np.array(self.files[rec].window(seg))),
+        window = self.files[rec].window(seg)
+        picks = self._picks[rec]
+        sample = {
+            "x": torch.from_numpy(np.array(window if picks is None else window[picks])),
             "spatial_id": torch.from_numpy(self.spatial[rec]),
             "group_id": torch.from_numpy(self.groups[rec]),
             "coords": self.coords[rec],
@@ -181,6 +233,35 @@ class SegmentDataset(Dataset):
             "recording": rec,
             "segment": seg,
         }
+        if self.grid_ids is not None:
+            sample["grid_ids"] = self.grid_ids[rec]
+        return sample
+
+
+LIP = ["lip_l", "lip_i", "lip_p"]
+
+
+def _grid_ids(channels: dict[str, pd.DataFrame],
+              files: dict[str, SignalFile]) -> dict[str, torch.Tensor] | None:
+    """Per recording, (channels, 3) int64 L, I, P rows (-1 = unknown), or None when some
+    recording has none at all (segments cut before these columns existed have none)."""
+    out = {}
+    for rec, table in channels.items():
+        if not set(LIP) <= set(table.columns) or table[LIP].isna().all(axis=None):
+            return None
+        lip = table.set_index("channel").loc[files[rec].channels, LIP]
+        out[rec] = torch.from_numpy(lip.astype("Int64").fillna(-1).to_numpy(np.int64))
+    return out
+
+
+def _checked_ids(spatial_ids: dict[str, np.ndarray], rec: str, file: SignalFile) -> np.ndarray:
+    if rec not in spatial_ids:
+        raise DataError(f"no spatial ids given for recording {rec}")
+    ids = np.asarray(spatial_ids[rec], dtype=np.int64)
+    if ids.shape != (len(file.channels),):
+        raise DataError(f"{rec}: {ids.shape[0] if ids.ndim else 0} spatial ids given for "
+                        f"{len(file.channels)} channels")
+    return ids
 
 
 def collate_packed(samples: list[dict]) -> dict:
@@ -188,8 +269,8 @@ def collate_packed(samples: list[dict]) -> dict:
     counts = torch.tensor([s["x"].shape[0] for s in samples], dtype=torch.int64)
     cu = torch.zeros(len(samples) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(counts, 0)
-    extra = {"features": torch.cat([s["features"] for s in samples])} if "features" in \
-        samples[0] else {}
+    extra = {key: torch.cat([s[key] for s in samples]) for key in ("features", "grid_ids")
+             if key in samples[0]}
     return {
         **extra,
         "x": torch.cat([s["x"] for s in samples]),

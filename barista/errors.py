@@ -15,3 +15,7 @@ class DataError(BaristaError):
 
 class DownloadError(BaristaError):
     """A remote file could not be fetched or failed verification."""
+
+
+class OutputError(BaristaError):
+    """An output file could not be written (a full disk, no permission)."""

@@ -1,7 +1,8 @@
 """Preprocessing of one iEEG recording into a BIDS derivative.
 
-Steps, in order: read with mne-bids, keep sEEG/ECoG, drop bad channels, notch the line frequency
-and its harmonics (IIR notch, zero phase), re-reference, optional band-pass, resample. The output
+Steps, in order: read with mne-bids, keep sEEG/ECoG, drop bad channels, drop (or refuse) channels
+holding NaN or Inf samples, notch the line frequency and its harmonics (IIR notch, zero phase),
+re-reference, optional band-pass, resample. The output
 is a FIF file under ``derivatives/barista-preproc`` that ``mne.io.read_raw_fif`` reads back, plus a
 JSON sidecar describing exactly what was done.
 """
@@ -12,11 +13,13 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import mne
 import numpy as np
+import pandas as pd
 from mne_bids import BIDSPath, read_raw_bids
 from scipy import signal
 
@@ -36,6 +39,11 @@ def read_recording(bids_path: BIDSPath) -> mne.io.BaseRaw:
     if not Path(fname).exists():
         raise DataError(f"raw file not found: {fname}")
     channels_tsv = sidecar(bids_path, "channels", ".tsv")
+    header = header_channel_names(fname)
+    repeated = sorted({n for n, k in Counter(header or []).items() if k > 1} - _ANNOTATIONS)
+    if repeated:  # mne renames them (LA1-0, LA1-1) and then fails on something unrelated
+        raise DataError(f"{fname}: channel names recorded more than once: {repeated[:10]}; "
+                        "each channel of the recording needs its own name")
     try:
         raw = read_raw_bids(bids_path, verbose="error")
     except RuntimeError as err:
@@ -80,29 +88,138 @@ def _mismatch_message(channels_tsv: Path, fname: Path, recorded: list[str] | Non
 
 
 def _check_complete(raw: mne.io.BaseRaw, bids_path: BIDSPath) -> None:
-    """Refuse empty or truncated files, which mne's readers may read without complaint."""
+    """Refuse empty or truncated files, which mne's readers read without complaint: mne takes
+    the length of a BrainVision file, or of an EDF file shorter than its header says, from
+    the file's size. Evidence of truncation, in turn: the file's own header, the sidecar's
+    RecordingDuration, events after the end of the data."""
     fname, sfreq = bids_path.fpath, raw.info["sfreq"]
     if raw.n_times < sfreq:
         raise DataError(f"cannot read raw file {fname}: it holds {raw.n_times} samples "
                         f"({raw.n_times / sfreq:.3f} s), less than 1 s; is it truncated?")
+    short = truncation(fname)
+    if short:
+        raise DataError(f"cannot read raw file {fname}: {short}; the data file looks truncated")
+    held = raw.times[-1]
     ieeg_json = sidecar(bids_path, "ieeg", ".json")
     try:
         declared = float(json.loads(ieeg_json.read_text(encoding="utf-8-sig"))
                          ["RecordingDuration"])
     except (OSError, ValueError, KeyError, TypeError):
-        return  # no usable RecordingDuration: nothing to compare with
-    held = raw.times[-1]
-    if declared - held > 1.0:
+        declared = None  # no usable RecordingDuration: nothing to compare with
+    if declared is not None and declared - held > 1.0:
         raise DataError(f"cannot read raw file {fname}: it holds {held:.3f} s of data but "
                         f"{ieeg_json} declares RecordingDuration {declared:g} s; the data file "
                         "looks truncated")
+    events = sidecar(bids_path, "events", ".tsv")
+    try:
+        last = float(pd.to_numeric(read_tsv(events)["onset"], errors="coerce").max())
+    except (DataError, KeyError, ValueError):
+        return  # no readable events: segments reports bad events where it needs them
+    if last - held > 1.0:
+        raise DataError(f"cannot read raw file {fname}: it holds {held:.3f} s of data but "
+                        f"{events} has events until {last:g} s; the data file looks truncated "
+                        "(or the events belong to another recording)")
 
 
-def notch_frequencies(line_freq: float, sfreq: float) -> list[float]:
-    """Line frequency and every harmonic below Nyquist (the paper stops at 360 Hz)."""
+# channel labels that EDF+/BDF+ files may repeat: annotation signals, not channels
+_ANNOTATIONS = {"EDF Annotations", "BDF Annotations"}
+
+
+def _header_text(vhdr: Path) -> str:
+    """A BrainVision header's text: UTF-8, else Latin-1 (older files' "ANSI" code page), which
+    keeps distinct names distinct where replacing undecodable bytes would not."""
+    data = vhdr.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def header_channel_names(fname: str | Path) -> list[str] | None:
+    """Channel names as a BrainVision or EDF/BDF header lists them, before mne makes repeated
+    names unique; ``None`` for other formats or a header that cannot be parsed (mne's reader
+    then says what is wrong)."""
+    fname = Path(fname)
+    try:
+        if fname.suffix.lower() == ".vhdr":
+            names, section = [], False
+            for line in _header_text(fname).splitlines():
+                line = line.strip()
+                if line.startswith("["):
+                    section = line.lower() == "[channel infos]"
+                elif section and line[:2].lower() == "ch" and "=" in line:
+                    names.append(line.split("=", 1)[1].split(",")[0].replace("\\1", ","))
+            return names
+        if fname.suffix.lower() in (".edf", ".bdf"):
+            with open(fname, "rb") as fh:
+                n_signals = int(fh.read(256)[252:256])
+                labels = fh.read(16 * n_signals)
+            return [labels[16 * i:16 * (i + 1)].decode("latin-1").strip()
+                    for i in range(n_signals)]
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def truncation(fname: str | Path) -> str | None:
+    """Why the data file is shorter than its header says, or ``None``.
+
+    BrainVision: the binary file does not end on a whole sample of every channel. EDF/BDF:
+    the file holds fewer bytes than the header's number of data records needs.
+    """
+    fname = Path(fname)
+    try:
+        if fname.suffix.lower() == ".vhdr":
+            info = {}
+            for line in _header_text(fname).splitlines():
+                key, _, value = line.partition("=")
+                info.setdefault(key.strip().lower(), value.strip())
+            width = {"int_16": 2, "int_32": 4, "ieee_float_32": 4}.get(
+                info.get("binaryformat", "").lower())
+            if info.get("dataformat", "binary").lower() != "binary" or width is None:
+                return None
+            data = fname.parent / info["datafile"]
+            frame = int(info["numberofchannels"]) * width
+            size = data.stat().st_size
+            if size % frame:
+                return (f"{data.name} holds {size} bytes, not a whole number of samples of "
+                        f"{frame} bytes ({info['numberofchannels']} channels)")
+            return None
+        if fname.suffix.lower() in (".edf", ".bdf"):
+            with open(fname, "rb") as fh:
+                head = fh.read(256)
+                header_bytes, n_records = int(head[184:192]), int(head[236:244])
+                n_signals = int(head[252:256])
+                fh.seek(256 + 216 * n_signals)  # the samples-per-record fields
+                per_record = sum(int(fh.read(8)) for _ in range(n_signals))
+            record = per_record * (3 if fname.suffix.lower() == ".bdf" else 2)
+            held = (fname.stat().st_size - header_bytes) // record
+            if 0 < n_records and held < n_records:  # -1: a recording not closed properly
+                return (f"its header declares {n_records} data records, the file holds "
+                        f"{held}")
+    except (OSError, ValueError, KeyError, ZeroDivisionError):
+        return None  # not parsable here: mne's reader judges the file
+    return None
+
+
+def nonfinite_channels(data: np.ndarray, names: list[str], sfreq: float) -> dict[str, float]:
+    """Channels holding a NaN or Inf sample, with the time (s) of their first one."""
+    out = {}
+    for start in range(0, len(data), _CHUNK):  # bounds the boolean temporaries
+        bad = ~np.isfinite(data[start:start + _CHUNK])
+        for row in np.flatnonzero(bad.any(axis=1)):
+            out[names[start + row]] = float(np.argmax(bad[row]) / sfreq)
+    return out
+
+
+def notch_frequencies(line_freq: float, sfreq: float,
+                      max_hz: float | None = None) -> list[float]:
+    """Line frequency and every harmonic below Nyquist and up to ``max_hz`` (config key
+    ``preprocess.notch_max_hz``; the paper stops at 360 Hz)."""
     nyquist = sfreq / 2.0
+    top = nyquist - 1e-6 if max_hz is None else min(nyquist - 1e-6, max_hz + 1e-6)
     return [k * line_freq for k in range(1, int(nyquist // line_freq) + 1)
-            if k * line_freq < nyquist - 1e-6]
+            if k * line_freq < top]
 
 
 def notch(data: np.ndarray, sfreq: float, freqs: list[float], q: float) -> np.ndarray:
@@ -148,15 +265,36 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
     positions = {ch["ch_name"]: ch["loc"][:3].copy() for ch in raw.info["chs"]}
     sfreq = raw.info["sfreq"]
     data = raw.get_data()  # float64, volts
+    # before any filter or reference spreads them: one NaN channel would turn every channel
+    # that the reference mixes it into (all of them, for car) into NaN
+    nonfinite = nonfinite_channels(data, good, sfreq)
+    if nonfinite:
+        where = ", ".join(f"{ch} (first at {t:.3f} s)" for ch, t in list(nonfinite.items())[:10])
+        if params["nonfinite"] == "error":
+            raise DataError(f"{fname}: non-finite samples (NaN or Inf) in channel(s) {where}; "
+                            "fix the file, or set config key 'preprocess.nonfinite' to 'drop' "
+                            "to drop such channels")
+        log.warning("%s: dropping channel(s) with non-finite samples (NaN or Inf): %s",
+                    fname, where)
+        keep = [i for i, ch in enumerate(good) if ch not in nonfinite]
+        if not keep:
+            raise DataError(f"{fname}: every channel holds non-finite samples (NaN or Inf): "
+                            f"{where}")
+        data = data[keep]
+        good = [good[i] for i in keep]
 
     line_freq = params["line_freq"] or raw.info["line_freq"]
     if not line_freq:
         raise DataError(f"{sidecar(bids_path, 'ieeg', '.json')}: PowerLineFrequency is missing; "
                         "set config key 'preprocess.line_freq'")
-    freqs = notch_frequencies(float(line_freq), sfreq)
+    freqs = notch_frequencies(float(line_freq), sfreq, params.get("notch_max_hz"))
     notch(data, sfreq, freqs, params["notch_q"])
 
-    derivs = reference.derivations(good, params["reference"])
+    types = dict(zip(raw.ch_names, raw.get_channel_types(), strict=True))
+    try:  # positions tell a grid's neighbours (same row) from the next number (next row)
+        derivs = reference.derivations(good, params["reference"], positions, types)
+    except DataError as err:
+        raise DataError(f"{fname}: {err}") from None
     if not derivs:
         raise DataError(f"{fname}: re-reference '{params['reference']}' leaves no channel "
                         "(need shaft-style names such as LA1, LA2, LA3 with both neighbours)")
@@ -195,6 +333,7 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
         "Reference": params["reference"],
         "Bandpass": params["bandpass"],
         "BadChannelsDropped": bads,
+        "NonFiniteChannelsDropped": list(nonfinite),
         "ChannelsWithoutReference": sorted(set(good) - {d.anchor for d in derivs}),
         "Channels": [{"name": d.name, "anchor": d.anchor, "weights": d.weights} for d in derivs],
         "GeneratedBy": {"Name": "barista", "Version": __version__},

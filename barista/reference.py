@@ -1,7 +1,13 @@
 """Re-referencing schemes for depth (sEEG) and grid (ECoG) contacts.
 
 Contacts are grouped into shafts by name: ``LA1, LA2, ...`` is shaft ``LA`` with contacts 1, 2, ...
-Neighbours are the contacts whose numbers differ by one on the same shaft.
+Neighbour candidates are the contacts whose numbers differ by one on the same shaft; where the
+contacts' positions are known, a candidate is a neighbour only if it is near (within
+:data:`NEIGHBOUR_TOLERANCE` times the shaft's median contact spacing) and, for the Laplacian,
+the two neighbours lie on opposite sides. Numbering alone says nothing about an ECoG grid's
+rows: G4 and G5 of a 4-column grid are on different rows, 32 mm apart. So ECoG contacts without
+positions are refused by the shaft schemes (the depth contacts of a shaft lie on a line, so their
+names suffice).
 """
 
 from __future__ import annotations
@@ -10,6 +16,15 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import DataError
+
+#: a neighbour lies within this many times the shaft's median contact spacing: above the jitter
+#: of localized depth contacts (~20%), below the 1.41 of the diagonal step at a 2-column grid's
+#: row end (wider grids' row ends are further)
+NEIGHBOUR_TOLERANCE = 1.35
+#: the Laplacian's two neighbours must lie on opposite sides: an angle of at least 120 degrees
+_OPPOSITE_COS = -0.5
 
 _CONTACT = re.compile(r"^(?P<shaft>.*?)(?P<index>\d+)$")
 
@@ -31,32 +46,97 @@ class Derivation:
     weights: dict[str, float]
 
 
-def laplacian(ch_names: list[str]) -> list[Derivation]:
-    """Contact minus the mean of its two shaft neighbours; contacts lacking either are dropped."""
-    present = set(ch_names)
+class Geometry:
+    """Which name-adjacent contacts are really neighbours, from positions where known.
+
+    ``positions`` maps names to xyz in any unit (NaN or all-zero: unknown), ``types`` names to
+    ``seeg``/``ecog``; a contact of unknown type counts as a depth contact.
+    """
+
+    def __init__(self, ch_names: list[str], positions: dict | None = None,
+                 types: dict | None = None):
+        self.pos = {n: np.asarray(p, float) for n, p in (positions or {}).items()
+                    if p is not None and np.all(np.isfinite(p)) and np.any(np.asarray(p) != 0)}
+        self.types = types or {}
+        self.present = set(ch_names)
+        steps: dict[str, list[float]] = {}
+        for name in ch_names:
+            parsed = parse_contact(name)
+            nxt = parsed and _find(self.present, parsed[0], parsed[1] + 1, name)
+            if nxt and name in self.pos and nxt in self.pos:
+                steps.setdefault(parsed[0], []).append(self.distance(name, nxt))
+        self.spacing = {shaft: float(np.median(d)) for shaft, d in steps.items()}
+        self.unplaced_ecog: list[str] = []  # ECoG contacts the schemes could not place
+
+    def distance(self, a: str, b: str) -> float:
+        return float(np.linalg.norm(self.pos[a] - self.pos[b]))
+
+    def near(self, shaft: str, a: str, b: str) -> bool | None:
+        """Is ``b`` a real neighbour of ``a``; ``None``: unknown (an ECoG contact unplaced)."""
+        if a in self.pos and b in self.pos:
+            return self.distance(a, b) <= NEIGHBOUR_TOLERANCE * self.spacing[shaft]
+        if "ecog" in (self.types.get(a), self.types.get(b)):
+            self.unplaced_ecog += [c for c in (a, b) if c not in self.unplaced_ecog]
+            return None
+        return True  # depth contacts: consecutive numbers on a shaft are neighbours
+
+    def opposite(self, centre: str, a: str, b: str) -> bool:
+        """Do ``a`` and ``b`` lie on opposite sides of ``centre`` (true when unknown)?"""
+        if not all(c in self.pos for c in (centre, a, b)):
+            return True
+        u, v = self.pos[a] - self.pos[centre], self.pos[b] - self.pos[centre]
+        return float(u @ v) <= _OPPOSITE_COS * float(np.linalg.norm(u) * np.linalg.norm(v))
+
+    def check(self, scheme: str) -> None:
+        if self.unplaced_ecog:
+            names = sorted(self.unplaced_ecog, key=lambda n: parse_contact(n) or (n, 0))
+            raise DataError(
+                f"re-reference '{scheme}': ECoG contacts {names[:10]} have no "
+                "position (electrodes.tsv), and their numbering alone does not say which "
+                "contacts of a grid are neighbours (G4 and G5 may lie on different rows); "
+                "add their positions, or set config key 'preprocess.reference' to 'car' or "
+                "'none'")
+
+
+def laplacian(ch_names: list[str], positions: dict | None = None,
+              types: dict | None = None) -> list[Derivation]:
+    """Contact minus the mean of its two shaft neighbours; contacts lacking either are dropped.
+
+    With ``positions`` (name -> xyz) a neighbour must be near and the two on opposite sides
+    (see :class:`Geometry`); ECoG contacts (``types``) without positions are an error.
+    """
+    geo = Geometry(ch_names, positions, types)
     out = []
     for name in ch_names:
         parsed = parse_contact(name)
         if parsed is None:
             continue
         shaft, idx = parsed
-        before, after = _find(present, shaft, idx - 1, name), _find(present, shaft, idx + 1, name)
-        if before and after:
+        before = _find(geo.present, shaft, idx - 1, name)
+        after = _find(geo.present, shaft, idx + 1, name)
+        if not (before and after):
+            continue
+        near = [geo.near(shaft, name, before), geo.near(shaft, name, after)]
+        if all(near) and geo.opposite(name, before, after):
             out.append(Derivation(name, name, {name: 1.0, before: -0.5, after: -0.5}))
+    geo.check("laplacian")
     return out
 
 
-def bipolar(ch_names: list[str]) -> list[Derivation]:
-    """Adjacent pairs on a shaft, ``LA1-LA2`` = LA1 minus LA2, located at the anode (LA1)."""
-    present = set(ch_names)
+def bipolar(ch_names: list[str], positions: dict | None = None,
+            types: dict | None = None) -> list[Derivation]:
+    """Adjacent pairs on a shaft, ``LA1-LA2`` = LA1 minus LA2, located at the anode (LA1);
+    with ``positions``, only pairs that are near (see :class:`Geometry`)."""
+    geo = Geometry(ch_names, positions, types)
     out = []
     for name in ch_names:
         parsed = parse_contact(name)
         if parsed is None:
             continue
-        nxt = _find(present, parsed[0], parsed[1] + 1, name)
-        if nxt:
+        nxt = _find(geo.present, parsed[0], parsed[1] + 1, name)
+        if nxt and geo.near(parsed[0], name, nxt):
             out.append(Derivation(f"{name}-{nxt}", name, {name: 1.0, nxt: -1.0}))
+    geo.check("bipolar")
     return out
 
 
@@ -71,12 +151,14 @@ def _find(present: set[str], shaft: str, index: int, like: str) -> str | None:
     return None
 
 
-def derivations(ch_names: list[str], scheme: str) -> list[Derivation]:
-    """Output channels for a re-referencing ``scheme``: laplacian, bipolar, car or none."""
+def derivations(ch_names: list[str], scheme: str, positions: dict | None = None,
+                types: dict | None = None) -> list[Derivation]:
+    """Output channels for a re-referencing ``scheme``: laplacian, bipolar, car or none
+    (``positions`` and ``types`` as for :func:`laplacian`)."""
     if scheme == "laplacian":
-        return laplacian(ch_names)
+        return laplacian(ch_names, positions, types)
     if scheme == "bipolar":
-        return bipolar(ch_names)
+        return bipolar(ch_names, positions, types)
     if scheme == "car":
         n = len(ch_names)
         return [Derivation(c, c, {o: (1.0 if o == c else 0.0) - 1.0 / n for o in ch_names})

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .bids import read_tsv
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, OutputError
 
 TASKS = ("speech_vs_nonspeech", "sentence_onset")
 WINDOWS_PER_ROW_GROUP = 64
@@ -212,19 +212,42 @@ def write_signal(raw: mne.io.BaseRaw, picks: list[str], onsets: np.ndarray, n_wi
         pa.array(picks, pa.string()))
     pick_idx = [raw.ch_names.index(c) for c in picks]
     tmp = path.with_name(path.name + ".tmp")
-    with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=1) as writer:
-        for first in range(0, len(onsets), WINDOWS_PER_ROW_GROUP):
-            block = onsets[first:first + WINDOWS_PER_ROW_GROUP]
-            windows = np.stack(list(_read_windows(raw, pick_idx, block, n_window)))
-            n = len(block)
-            flat = pa.array(windows.reshape(-1), pa.float32())
-            table = pa.Table.from_arrays(
-                [pa.array(np.repeat(np.arange(first, first + n, dtype=np.int32), n_ch)),
-                 channel.slice(0, n * n_ch),
-                 pa.FixedSizeListArray.from_arrays(flat, n_window)],
-                schema=schema)
-            writer.write_table(table, row_group_size=n * n_ch)
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=1) as writer:
+            for first in range(0, len(onsets), WINDOWS_PER_ROW_GROUP):
+                block = onsets[first:first + WINDOWS_PER_ROW_GROUP]
+                windows = np.stack(list(_read_windows(raw, pick_idx, block, n_window)))
+                _check_finite(windows, block, picks, raw)
+                n = len(block)
+                flat = pa.array(windows.reshape(-1), pa.float32())
+                table = pa.Table.from_arrays(
+                    [pa.array(np.repeat(np.arange(first, first + n, dtype=np.int32), n_ch)),
+                     channel.slice(0, n * n_ch),
+                     pa.FixedSizeListArray.from_arrays(flat, n_window)],
+                    schema=schema)
+                writer.write_table(table, row_group_size=n * n_ch)
+    except BaseException as err:
+        # no partial file left behind; on a full disk this also frees the space that the
+        # error message needs in the rule's log (otherwise the log stays empty)
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(f"writing {path} failed: {err}") from err
+        raise
     tmp.replace(path)
+
+
+def _check_finite(windows: np.ndarray, onsets: np.ndarray, picks: list[str],
+                  raw: mne.io.BaseRaw) -> None:
+    """Refuse NaN or Inf before it reaches a model: one such sample makes every weight NaN in
+    pretraining, and the first error would come rules later from somewhere else."""
+    bad = ~np.isfinite(windows)
+    if not bad.any():
+        return
+    w, ch = np.argwhere(bad.any(axis=2))[0]
+    source = raw.filenames[0] if raw.filenames else "the recording"
+    raise DataError(f"{source}: channel {picks[ch]} holds a NaN or Inf sample in the window "
+                    f"starting at {onsets[w] / raw.info['sfreq']:.3f} s; preprocess the "
+                    "recording again (config key 'preprocess.nonfinite' drops such channels)")
 
 
 def _read_windows(raw: mne.io.BaseRaw, picks: list[int], onsets: np.ndarray, n_window: int,
@@ -247,6 +270,36 @@ def _read_windows(raw: mne.io.BaseRaw, picks: list[int], onsets: np.ndarray, n_w
         i = j
 
 
+def window_geometry(signal_files: list[str | Path]) -> dict:
+    """Sampling rate and patch geometry shared by the windows of every recording.
+
+    One model takes windows of one shape: recordings kept at different sampling rates cut
+    windows of different lengths, which used to fail rules later as a reshape error inside
+    the model. Every file's metadata is read (a schema read each, no data).
+    """
+    if not signal_files:
+        raise DataError("no signal.parquet files: run the segment step first")
+    geometry: dict[tuple, list[str]] = {}
+    for path in signal_files:
+        meta = pq.read_schema(path).metadata or {}
+        if b"barista" not in meta:
+            raise DataError(f"{path} is not a barista signal file (no 'barista' metadata)")
+        m = json.loads(meta[b"barista"])
+        key = (float(m["sfreq"]), int(m["n_patches"]), int(m["patch_samples"]))
+        geometry.setdefault(key, []).append(m["recording"])
+    if len(geometry) > 1:
+        groups = "; ".join(f"{sfreq:g} Hz: {', '.join(sorted(recs)[:5])}"
+                           + (f" and {len(recs) - 5} more" if len(recs) > 5 else "")
+                           for (sfreq, _, _), recs in sorted(geometry.items()))
+        raise DataError("recordings are at different sampling rates after preprocessing "
+                        f"({groups}); windows of different lengths cannot share one model. "
+                        "Set config key 'preprocess.resample_hz' (e.g. to "
+                        f"{min(k[0] for k in geometry):g}) to resample every recording to "
+                        "one rate")
+    (sfreq, n_patches, patch_samples), = geometry
+    return {"sfreq": sfreq, "n_patches": n_patches, "patch_samples": patch_samples}
+
+
 def recording_channels(raw: mne.io.BaseRaw, anchors: dict[str, str], localization: pd.DataFrame,
                        session: str) -> pd.DataFrame:
     """Localization of each preprocessed channel (a derived channel takes its anchor's place)."""
@@ -259,8 +312,10 @@ def recording_channels(raw: mne.io.BaseRaw, anchors: dict[str, str], localizatio
         row.update({"channel": ch, "contact": anchor})
         rows.append(row)
     cols = ["channel", "contact", "x", "y", "z", "hemisphere", "atlas_label", "kind", "parcel",
-            "lobe", "label_source", "keep", "drop_reason"]
-    return pd.DataFrame(rows)[cols]
+            "lobe", "desikan_killiany", "label_source", "keep", "drop_reason", "lip_l", "lip_i",
+            "lip_p"]
+    table = pd.DataFrame(rows, columns=cols)
+    return table.astype({c: "Int64" for c in ("lip_l", "lip_i", "lip_p")})
 
 
 def segment_recording(fif: str | Path, events_tsv: str | Path | None,

@@ -4,7 +4,9 @@ The offline demo needs data whose answer is known: depth shafts placed at real M
 of the Destrieux volume, a speech-like stimulus, high-gamma responses to words in temporal
 parcels, a phase-locked potential evoked by every word in the same contacts (full size after
 silence, adapted within running speech, as auditory cortex responds) and an evoked transient
-at sentence onsets in temporal and inferior frontal parcels.
+at sentence onsets in temporal and inferior frontal parcels. The background (its spectrum,
+the correlation of neighbouring contacts under each re-reference, the line noise) follows what
+a real sEEG recording measures: docs/notes/simulator_vs_real.md.
 Everything derives from one seed, so the same arguments always give byte-identical files.
 The ground truth lies under ``derivatives/simulation/``.
 """
@@ -40,28 +42,45 @@ _BAD_CHANNELS = {
     "noisy": "noisy: broadband artefact (simulated broken wire)",
 }
 
-# amplitudes in microvolts; chosen so a 2 s window is decodable from log band power, not trivially
+# amplitudes in microvolts. The response sizes make a 2 s window decodable from log band power,
+# not trivially; the background's levels (reference, sensor, line, resting gamma against the
+# 1/f background) follow what a real recording measures (docs/notes/simulator_vs_real.md)
 _UV = {
     "source": 40.0,  # 1/f background shared by all contacts of a parcel
-    "rhythm": 15.0,  # parcel-specific oscillation (4-30 Hz)
-    "burst": 25.0,  # bursts of each contact's own rhythm, timed by its parcel
-    "local": 25.0,  # 1/f background of each contact alone
-    "sensor": 3.0,  # white amplifier noise
-    "line": 30.0,  # power-line fundamental (harmonics fall off as 1 / k)
-    "high_gamma": 8.0,  # speech-driven 70-120 Hz amplitude at gain 1.0
-    "resting_gamma": 3.0,  # 70-120 Hz activity of every contact, speech or not
+    "rhythm": 15.0,  # parcel-specific oscillation (4-30 Hz), at 10 Hz (see _RHYTHM_REF_HZ)
+    "burst": 25.0,  # bursts of each contact's own rhythm, timed by its parcel, at 10 Hz
+    "local": 25.0,  # 1/f background of each contact's own generators
+    "reference": 25.0,  # 1/f activity at the recording reference, in every contact
+    "sensor": 0.5,  # white amplifier noise
+    "line": 7.0,  # power-line fundamental (harmonics fall off as 1 / k)
+    "high_gamma": 3.5,  # speech-driven 70-120 Hz amplitude at gain 1.0
+    "resting_gamma": 1.0,  # own 70-120 Hz activity of every contact, speech or not
     "evoked": 50.0,  # sentence-onset transient peak at gain 1.0
     "word_evoked": 30.0,  # word-onset evoked potential (N1-P2) peak at gain 1.0, after silence
     "flat": 0.05,  # a disconnected contact
     "noisy": 800.0,  # a contact with a broken wire
 }
-# power ~ 1 / f ** 2: little broadband power reaches 70-120 Hz, where the resting gamma rules
+# aperiodic power ~ 1 / f ** 2 up to the knee, 1 / f ** 3.5 above it (a broken power law, as
+# intracranial spectra steepen above ~40 Hz; the real recording of
+# docs/notes/simulator_vs_real.md gives 3.1 over 40-150 Hz)
 _SPECTRAL_EXPONENT = 2.0
+_HIGH_EXPONENT = 3.5
+_KNEE_HZ = 40.0
+# contacts record each other's local generators through the tissue: a smooth (Matern 3/2)
+# spatial covariance of this length, fitted to the real recording's neighbour correlations
+_FIELD_LENGTH_MM = 5.0
 _DRIFT_SD = 0.5  # log-sd of slow drifts in the level of each contact's activity
 _MIX_LENGTH_MM = 10.0  # volume conduction between parcels, weight exp(-d / length)
 _PICKUP_SD = 0.5  # log-sd of how strongly each contact picks up the shared parcel sources
 _HIGH_GAMMA_HZ = (70.0, 120.0)  # below the 128 Hz Nyquist of the 256 Hz pipeline rate
+# contacts' own high-frequency activity, unshared with their neighbours, rises above the
+# volume-conducted background from about here (real sEEG: neighbours correlate 0.64 at
+# 30-55 Hz, 0.12 at 70-110 Hz)
+_LOCAL_HIGHPASS_HZ = 50.0
 _RESPONSE_LATENCY_S = 0.05
+# a rhythm stands as far above the 1/f background at its own frequency as a 10 Hz one does:
+# amplitudes scale as (10 Hz / f) ** (_SPECTRAL_EXPONENT / 2)
+_RHYTHM_REF_HZ = 10.0
 _BURST_HZ = (0.25, 2.0)  # how fast the shared burst envelopes wax and wane
 _BURST_SD = (0.5, 0.7)  # log-sd of the brain-wide and of the parcel part of a burst envelope
 _ADAPTATION_S = 2.0  # time constant of the high-gamma decline within a speech period
@@ -199,10 +218,13 @@ def simulate_dataset(
     Notes
     -----
     Each contact records the source of its own parcel, the sources of the other parcels of
-    the implant weighted by ``exp(-d / 10 mm)``, its own 1/f activity, sensor noise and line
-    noise. During words, 70-120 Hz power rises in temporal parcels; sentence onsets evoke a
-    damped 3 Hz transient in temporal and inferior frontal parcels. Each recording has one
-    flat and one noisy contact marked bad in ``channels.tsv``.
+    the implant weighted by ``exp(-d / 10 mm)``, the 1/f activity and rhythm bursts of the
+    generators at every contact, carried by volume conduction (a smooth spatial covariance of
+    5 mm length), the activity at the recording reference, sensor noise and line noise. The
+    aperiodic background steepens from 1/f^2 to 1/f^3.5 above 40 Hz. During words, 70-120 Hz
+    power rises in temporal parcels; sentence onsets evoke a damped 3 Hz transient in
+    temporal and inferior frontal parcels. Each recording has one flat and one noisy contact
+    marked bad in ``channels.tsv``.
 
     The ground truth is written to ``derivatives/simulation/``: ``ground_truth.tsv`` (gain
     of every responsive hemisphere x parcel), ``contacts.tsv`` (one row per subject, session
@@ -432,6 +454,34 @@ def _colored_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: floa
     return _shaped_noise(rng, shape, sfreq, lambda f: np.maximum(f, fmin) ** (-exponent / 2))
 
 
+def _aperiodic_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: float,
+                     fmin: float = 0.5) -> np.ndarray:
+    """Unit-variance noise with the aperiodic spectrum of the background: power
+    ~ 1 / f ** _SPECTRAL_EXPONENT below ``_KNEE_HZ``, ~ 1 / f ** _HIGH_EXPONENT above it,
+    continuous at the knee (flat below ``fmin``)."""
+    def amplitude(f: np.ndarray) -> np.ndarray:
+        f = np.maximum(f, fmin)
+        low = f ** (-_SPECTRAL_EXPONENT / 2)
+        high = _KNEE_HZ ** (-_SPECTRAL_EXPONENT / 2) * (f / _KNEE_HZ) ** (-_HIGH_EXPONENT / 2)
+        return np.where(f <= _KNEE_HZ, low, high)
+    return _shaped_noise(rng, shape, sfreq, amplitude)
+
+
+def _local_broadband(rng: np.random.Generator, shape: tuple[int, int],
+                     sfreq: float) -> np.ndarray:
+    """Noise with the background's spectrum above 40 Hz, high-passed at
+    ``_LOCAL_HIGHPASS_HZ`` (second order, no edge), scaled to unit power within
+    ``_HIGH_GAMMA_HZ``."""
+    def amplitude(f: np.ndarray) -> np.ndarray:
+        f = np.maximum(f, 0.5)
+        return f ** (-_HIGH_EXPONENT / 2) / np.sqrt(1.0 + (_LOCAL_HIGHPASS_HZ / f) ** 4)
+    noise = _shaped_noise(rng, shape, sfreq, amplitude)
+    freqs = sp_fft.rfftfreq(shape[-1], 1.0 / sfreq)[1:]
+    power = amplitude(freqs) ** 2
+    in_band = (freqs >= _HIGH_GAMMA_HZ[0]) & (freqs <= _HIGH_GAMMA_HZ[1])
+    return noise / np.sqrt(power[in_band].sum() / power.sum())
+
+
 def _band_noise(rng: np.random.Generator, shape: tuple[int, int], sfreq: float,
                 low: float, high: float) -> np.ndarray:
     """Unit-variance noise with a flat spectrum between ``low`` and ``high`` Hz."""
@@ -456,6 +506,22 @@ def _parcel_frequency(hemisphere: str, parcel: str) -> float:
     return 4.0 + (zlib.crc32(f"{hemisphere}-{parcel}".encode()) % 2601) / 100.0
 
 
+def _volume_conduction(xyz_mm: np.ndarray) -> np.ndarray:
+    """Mixing V with V @ V.T = C, the Matern 3/2 covariance of contacts' positions.
+
+    Applied to independent unit-variance generators, one per contact, it gives a field that
+    is smooth in space: each contact keeps unit variance and two contacts d mm apart correlate
+    (1 + sqrt(3) d / l) exp(-sqrt(3) d / l), l = ``_FIELD_LENGTH_MM`` (0.66 at the 3.5 mm
+    spacing, 0.30 at 7 mm, 0.01 at 20 mm). With a smooth covariance, Laplacian-referenced
+    neighbours anticorrelate less than independent contacts would (-0.67), as in real sEEG.
+    """
+    scaled = np.sqrt(3.0) * np.linalg.norm(xyz_mm[:, None] - xyz_mm[None], axis=-1) \
+        / _FIELD_LENGTH_MM
+    covariance = (1.0 + scaled) * np.exp(-scaled)
+    values, vectors = np.linalg.eigh(covariance)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
 def _mixing_matrix(implant: Implant, keys: list[tuple[str, str]]) -> np.ndarray:
     """Weight of each parcel source in each contact: its pickup gain for its own parcel, else
     that times ``exp(-d / 10 mm)`` with d the distance to the nearest contact in that parcel."""
@@ -468,14 +534,21 @@ def _mixing_matrix(implant: Implant, keys: list[tuple[str, str]]) -> np.ndarray:
     return weights * implant.pickup[:, None]
 
 
+def _rhythm_scale(freqs: np.ndarray) -> np.ndarray:
+    """Amplitude of a rhythm at ``freqs`` relative to one at ``_RHYTHM_REF_HZ``: the ratio of
+    the aperiodic background's amplitude, so every rhythm stands equally far above it."""
+    return (_RHYTHM_REF_HZ / freqs) ** (_SPECTRAL_EXPONENT / 2)
+
+
 def _parcel_bursts(rng: np.random.Generator, implant: Implant, keys: list[tuple[str, str]],
                    freqs: np.ndarray, sfreq: float, n_times: int) -> np.ndarray:
     """Rhythm bursts of grey-matter contacts, (n_contacts, n_times) with unit median envelope.
 
     Each contact oscillates with its own phase near its parcel's frequency, so a Laplacian keeps
-    the bursts; their timing is shared, partly brain-wide and partly by the parcel, so the
+    much of the bursts (volume conduction, applied by the caller, spreads them to the
+    neighbours); their timing is shared, partly brain-wide and partly by the parcel, so the
     burst power of one contact can be told from its neighbours' (the structure that masked
-    reconstruction has to learn), even though the waveforms themselves are unrelated.
+    reconstruction has to learn), beyond the waveform that volume conduction shares.
     """
     own = {key: p for p, key in enumerate(keys)}
     rows = [(c, own[(r.hemisphere, r.parcel)]) for c, r in enumerate(implant.regions)
@@ -490,7 +563,8 @@ def _parcel_bursts(rng: np.random.Generator, implant: Implant, keys: list[tuple[
     centre = freqs[parcels][:, None]
     carrier = _shaped_noise(rng, (len(contacts), n_times), sfreq,
                             lambda f: np.exp(-0.5 * ((f - centre) / 1.5) ** 2))
-    out[contacts] = implant.pickup[contacts, None] * envelope[parcels] * carrier
+    out[contacts] = (implant.pickup[contacts] * _rhythm_scale(freqs[parcels]))[:, None] \
+        * envelope[parcels] * carrier
     return out
 
 
@@ -581,30 +655,41 @@ def _simulate_signals(rng: np.random.Generator, implant: Implant, stim: Stimulus
 
     # parcel sources: shared 1/f background plus a waxing and waning parcel rhythm
     freqs = np.array([[_parcel_frequency(*key)] for key in keys])
-    rhythm = np.sin(2 * np.pi * freqs * t + rng.uniform(0, 2 * np.pi, (len(keys), 1)))
-    sources = (_UV["source"] * _colored_noise(rng, (len(keys), n_times), sfreq,
-                                              _SPECTRAL_EXPONENT)
+    rhythm = np.sin(2 * np.pi * freqs * t + rng.uniform(0, 2 * np.pi, (len(keys), 1))) \
+        * _rhythm_scale(freqs)
+    sources = (_UV["source"] * _aperiodic_noise(rng, (len(keys), n_times), sfreq)
                + _UV["rhythm"] * rhythm * _slow_gain(rng, (len(keys), n_times), sfreq, 0.5))
     data = _mixing_matrix(implant, keys) @ sources if keys else np.zeros((n_ch, n_times))
     del sources, rhythm
-    if keys:
-        data += _UV["burst"] * _parcel_bursts(rng, implant, keys, freqs[:, 0], sfreq, n_times)
 
-    # contact-level activity: own 1/f background whose level drifts, and sensor noise
+    # contact-level generators: own 1/f background whose level drifts, and rhythm bursts;
+    # the tissue carries both to the nearby contacts (volume conduction)
     grey = np.array([r.kind in GREY_KINDS for r in implant.regions])
     local_scale = np.where(grey, 1.0, 0.6)[:, None] * _UV["local"]
-    data += local_scale * _colored_noise(rng, (n_ch, n_times), sfreq, _SPECTRAL_EXPONENT) \
+    local = local_scale * _aperiodic_noise(rng, (n_ch, n_times), sfreq) \
         * _slow_gain(rng, (n_ch, n_times), sfreq, _DRIFT_SD)
+    if keys:
+        local += _UV["burst"] * _parcel_bursts(rng, implant, keys, freqs[:, 0], sfreq, n_times)
+    data += _volume_conduction(implant.xyz_mm) @ local
+    del local
+    # monopolar contacts share the activity at the reference contact; any re-reference but
+    # "none" removes it
+    data += _UV["reference"] * _aperiodic_noise(rng, (1, n_times), sfreq)
     data += _UV["sensor"] * rng.standard_normal((n_ch, n_times))
 
-    # high gamma is local to each contact, so a Laplacian reference keeps it; its resting
-    # level drifts on its own, so speech is not read off as a ratio to the low bands
+    # high gamma is local to each contact, so a Laplacian reference keeps it. At rest it is
+    # each contact's own broadband activity, rising above the volume-conducted background from
+    # ~50 Hz without an edge, its level drifting on its own so that speech is not read off as
+    # a ratio to the low bands. Speech adds 70-120 Hz power that falls within the band as the
+    # background does: a rise of high gamma lifts the power law rather than adding a plateau
+    resting = _UV["resting_gamma"] * _slow_gain(rng, (n_ch, n_times), sfreq, _DRIFT_SD)
+    data += resting * _local_broadband(rng, (n_ch, n_times), sfreq)
     drive = _UV["high_gamma"] * implant.speech_gain[:, None] \
         * _speech_envelope(stim, rng, n_times, sfreq)
-    resting = _UV["resting_gamma"] * _slow_gain(rng, (n_ch, n_times), sfreq, _DRIFT_SD)
-    carrier = _band_noise(rng, (n_ch, n_times), sfreq, *_HIGH_GAMMA_HZ)
-    data += carrier * np.sqrt(drive**2 + resting**2)
-    del carrier, drive, resting
+    low, high = _HIGH_GAMMA_HZ
+    data += drive * _shaped_noise(rng, (n_ch, n_times), sfreq, lambda f: np.where(
+        (f >= low) & (f <= high), np.maximum(f, low) ** (-_HIGH_EXPONENT / 2), 0.0))
+    del drive, resting
     word = _word_drive(stim, rng, n_times, sfreq)
     data += _UV["word_evoked"] * (implant.speech_gain * implant.sentence_sign)[:, None] * word
     del word
@@ -782,6 +867,11 @@ def _write_ground_truth(root: Path, contacts: pd.DataFrame, arguments: dict) -> 
         "contact_spacing_mm": CONTACT_SPACING_MM,
         "amplitudes_uV": _UV,
         "spectral_exponent": _SPECTRAL_EXPONENT,
+        "spectral_exponent_above_knee": _HIGH_EXPONENT,
+        "spectral_knee_hz": _KNEE_HZ,
+        "field_length_mm": _FIELD_LENGTH_MM,
+        "local_highpass_hz": _LOCAL_HIGHPASS_HZ,
+        "rhythm_reference_hz": _RHYTHM_REF_HZ,
         "mix_length_mm": _MIX_LENGTH_MM,
         "high_gamma_hz": list(_HIGH_GAMMA_HZ),
         "shafts": {t.letter: t.target for t in SHAFT_TEMPLATES},

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from barista.atlas import classify_label, default_atlas, destrieux_lobes
+from barista.atlas import classify_label, default_atlas, default_dk_atlas, destrieux_lobes
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,36 @@ def test_classify_label_variants():
     assert (bare.hemisphere, bare.lobe) == ("L", "occipital")
     assert classify_label("Right-Inf-Lat-Vent").kind == "ventricle"
     assert classify_label("some new label").kind == "unknown"  # never crashes on unseen labels
+
+
+@pytest.fixture(scope="module")
+def dk_atlas():
+    return default_dk_atlas()
+
+
+@pytest.mark.parametrize(("xyz", "label"), [
+    ((-60, -15, 5), "ctx-lh-superiortemporal"),  # left superior temporal gyrus
+    ((-45, -20, 8), "ctx-lh-transversetemporal"),  # left Heschl's gyrus
+    ((-25, -20, -15), "Left-Hippocampus"),
+    ((28, -20, -14), "Right-Hippocampus"),
+    ((-22, -5, -20), "Left-Amygdala"),
+    ((38, 0, 5), "ctx-rh-insula"),
+    ((5, -85, 10), "ctx-rh-cuneus"),
+])
+def test_desikan_killiany_on_known_mni_points(dk_atlas, xyz, label):
+    assert dk_atlas.grey_label_at(np.array(xyz, float), 0.0) == (label, "atlas")
+
+
+def test_desikan_killiany_white_matter_takes_nearest_grey(dk_atlas):
+    """The rule of the Destrieux label: white matter takes the nearest grey label within the
+    radius, beyond it the white-matter label stays."""
+    xyz = np.array([55.0, -20.0, 5.0])  # just under the right superior temporal gyrus
+    assert dk_atlas.grey_label_at(xyz, 0.0) == ("Right-Cerebral-White-Matter", "atlas")
+    assert dk_atlas.grey_label_at(xyz, 4.0) == ("ctx-rh-superiortemporal", "atlas_nearest")
+
+
+def test_desikan_killiany_unknown_cortex_is_not_grey():
+    # the DK table spells it ctx-lh-unknown, Destrieux ctx_lh_Unknown: both unlabelled
+    assert classify_label("ctx-lh-unknown").kind == "unknown"
+    assert classify_label("ctx_lh_Unknown").kind == "unknown"
+    assert classify_label("ctx-lh-superiortemporal").kind == "cortex"

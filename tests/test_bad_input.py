@@ -321,5 +321,34 @@ def test_failure_while_writing_leaves_no_partial_file(sim_bids, tmp_path, monkey
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
-def test_every_error_is_a_barista_error():
-    assert issubclass(DataError, BaristaError) and issubclass(ConfigError, BaristaError)
+def test_every_error_class_of_the_package_is_a_barista_error():
+    """A public exception class defined anywhere in barista must derive from BaristaError, or
+    the command line would show its traceback instead of one ``barista: error:`` line.
+    (Private ones, such as download's retried ``_IncompleteTransfer``, never leave their
+    module.)"""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import barista
+
+    defined = []
+    for info in pkgutil.walk_packages(barista.__path__, "barista."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        defined += [obj for _, obj in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(obj, Exception) and obj.__module__ == info.name
+                    and not obj.__name__.startswith("_")]
+    assert defined, "no exception class found: the walk over the package is broken"
+    assert [c.__qualname__ for c in defined if not issubclass(c, BaristaError)] == []
+
+
+def test_command_line_turns_a_barista_error_into_one_line(tmp_path, capsys):
+    from barista.cli import main
+
+    status = main(["tokens", "--params", json.dumps({"scales": {"channel": {}}}),
+                   "--scale", "lobe", "--out-dir", str(tmp_path), str(tmp_path / "x.parquet")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert err == ["barista: error: scale 'lobe' is not in config key 'scales'"]

@@ -131,3 +131,45 @@ def test_loader_reproducible(root):
 def test_missing_scale_names_the_file(root):
     with pytest.raises(DataError, match=r"tokens/lobe/channels\.parquet"):
         SegmentDataset(root, "pretrain", encode_scale="lobe")
+
+
+def test_grid_ids_come_from_lip_columns_in_signal_order(built, tmp_path):
+    """With L, I, P voxel columns the samples carry them (-1 where one is missing), reordered
+    to the signal's channel order; without them there is no grid_ids (MNI rows instead)."""
+    import shutil
+
+    src, _ = built
+    root = tmp_path / "results"
+    shutil.copytree(src, root)
+    assert "grid_ids" not in SegmentDataset(root, "pretrain", encode_scale="channel")[0]
+    rec = "sub-01_ses-01_task-t"
+    path = root / "segments" / rec / "channels.parquet"
+    table = pd.read_parquet(path).iloc[::-1]  # another order than the signal's
+    table["lip_l"] = pd.array([10, 11, 12, 13, None], dtype="Int64")
+    table["lip_i"] = pd.array([20, 21, 22, 23, 24], dtype="Int64")
+    table["lip_p"] = pd.array([30, 31, 32, 33, 34], dtype="Int64")
+    table.to_parquet(path)
+    other = root / "segments" / "sub-02_ses-01_task-t" / "channels.parquet"
+    assert "grid_ids" not in SegmentDataset(root, "pretrain", encode_scale="channel",
+                                            recordings=[rec, other.parent.name])[0]
+    ds = SegmentDataset(root, "pretrain", encode_scale="channel", recordings=[rec])
+    grid = ds[0]["grid_ids"]
+    by_name = dict(zip(table["channel"], zip(table["lip_l"], table["lip_i"], table["lip_p"],
+                                             strict=True), strict=True))
+    expected = [[-1 if pd.isna(v) else int(v) for v in by_name[c]]
+                for c in ds.files[rec].channels]
+    assert grid.tolist() == expected and expected[0] == [-1, 24, 34]
+    batch = collate_packed([ds[0], ds[1]])
+    assert batch["grid_ids"].shape == (10, 3)
+
+
+def test_spatial_ids_replace_the_token_table(root):
+    rec = "sub-02_ses-01_task-t"
+    ds = SegmentDataset(root, "pretrain", encode_scale="parcel", recordings=[rec],
+                        spatial_ids={rec: np.array([7, 0, 9])})
+    assert ds[0]["spatial_id"].tolist() == [7, 0, 9] and ds[0]["group_id"].tolist() == [0, 0, 0]
+    with pytest.raises(DataError, match="3 channels"):
+        SegmentDataset(root, "pretrain", encode_scale="parcel", recordings=[rec],
+                       spatial_ids={rec: np.array([7, 0])})
+    with pytest.raises(DataError, match="no spatial ids"):
+        SegmentDataset(root, "pretrain", encode_scale="parcel", spatial_ids={rec: [1, 2, 3]})

@@ -44,6 +44,9 @@ def decoding_table() -> pd.DataFrame:
                               0.6 + 0.05 * i - 0.03 * j + 0.02 * t)
             rows += _rows("random_init", enc, "none", task, "within_session", (0, 1, 2), rng,
                           0.55)
+            # the authors' released encoders (finetune.barista_release): mask scale channel
+            rows += _rows("barista_release", enc, "channel", task, "within_session", (0, 1, 2),
+                          rng, 0.64)
         rows += _rows("linear", "none", "none", task, "within_session", (0,), rng, 0.62)
         rows += _rows("rpnt", "parcel", "lobe", task, "within_session", (0, 1, 2), rng, 0.5)
         rows += _rows("barista", "parcel", "channel", task, "cross_subject", (0, 1), rng, 0.58)
@@ -111,8 +114,10 @@ def test_markdown_table_numbers_equal_the_aggregated_results(decoding_table, aur
     section = markdown.split("## speech vs nonspeech (within session)")[1].split("##")[0]
     assert "| encode \\ mask | channel | parcel | lobe | — |" in section
     rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["channel", "parcel", "lobe", "RPNT · parcel", "random init · channel",
-                        "random init · parcel", "random init · lobe", "linear"]
+    assert rows[1:] == ["channel", "parcel", "lobe", "BaRISTA release · channel",
+                        "BaRISTA release · parcel", "BaRISTA release · lobe", "RPNT · parcel",
+                        "random init · channel", "random init · parcel", "random init · lobe",
+                        "linear"]
     # exactly one bold cell per table, and it is the highest mean
     for (section, _, _), (mean, _, bold) in cells.items():
         best = max(m for (s, _, _), (m, _, _) in cells.items() if s == section)
@@ -295,9 +300,13 @@ def test_figure_tables_hold_the_plotted_numbers(drawn, auroc):
     # two split kinds: the comparison has a row of panels for each
     assert len(drawn["comparison"][0].axes) == 2 * len(TASKS)
     grid = drawn["grid"][1]
-    assert set(grid["model"]) == {"barista", "rpnt"}
+    assert set(grid["model"]) == {"barista", "rpnt", "barista_release"}
     paired = drawn["paired"][1]
     assert (paired["difference"] == paired["pretrained"] - paired["random_init"]).all()
+    # the released encoders are paired with the random init of their encode scale too
+    release = paired[paired["model"] == "barista_release"]
+    assert set(release["encode_scale"]) == set(SCALES)
+    assert len(release) == len(TASKS) * len(SCALES) * len(SUBJECTS)
     recon = drawn["reconstruction"][1]
     mse = _reconstruction().query("metric == 'mse'").groupby(["encode_scale", "mask_scale"])
     assert np.allclose(recon[recon["metric"] == "mse"].set_index(

@@ -218,6 +218,28 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
     assert set(only["variant"]) == {"prior+raw"} and set(only["pretrain_seed"]) == {5}
 
 
+def test_cli_release_at_another_rate_names_the_mismatch(results, tmp_path, capsys):
+    """Segments whose rate the config did not fix (a local dataset's own) are checked when the
+    job starts, before any checkpoint is read."""
+    import json
+
+    from barista.cli import main
+
+    recordings = tmp_path / "recordings.tsv"
+    pd.DataFrame({"recording": [REC], "subject": ["01"], "session": ["01"], "task": ["t"],
+                  "run": [""]}).to_csv(recordings, sep="\t", index=False)
+    params = {"finetune": {"epochs": 1}, "evaluation": {"settings": ["within_session"]},
+              "scales": {"parcel": {}}}
+    assert main(["finetune", "--params", json.dumps(params), "--results", str(results),
+                 "--model", "barista_release", "--encode", "parcel", "--pretrained",
+                 str(tmp_path / "parcels_chans.ckpt"), "--task", TASK, "--recording", REC,
+                 "--recordings", str(recordings), "--seeds", "0",
+                 "--out-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{REC}: config key 'finetune.barista_release' needs" in err
+    assert "128 Hz x 1 s / 4 patches = 32 samples" in err
+
+
 # --- cross-validated evaluation over the chronological folds (window_split: chrono) ---------
 
 

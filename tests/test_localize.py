@@ -307,3 +307,80 @@ def test_dataset_inside_a_derivatives_folder(sim_bids, tmp_path):
     root = tmp_path / "derivatives" / "bids"
     shutil.copytree(sim_bids, root)
     pd.testing.assert_frame_equal(localize(root, "01"), localize(sim_bids, "01"))
+
+
+def test_desikan_killiany_labels_of_named_points():
+    """Each contact also gets its Desikan-Killiany label (the released lobe encoder's key),
+    with white matter taking the nearest grey label as the Destrieux label does."""
+    table = pd.DataFrame({"name": ["STG", "HIP", "AMY", "WM", "DEEP"],
+                          "x": [-60.0, -25.0, -22.0, 55.0, -30.0],
+                          "y": [-15.0, -20.0, -5.0, -20.0, 20.0],
+                          "z": [5.0, -15.0, -20.0, 5.0, 30.0]})
+    from barista.atlas import default_dk_atlas
+
+    out = localize_contacts(table, SPACE, atlas=default_atlas(), white_matter_radius_mm=RADIUS,
+                            label_column=None, source="t.tsv", dk_atlas=default_dk_atlas())
+    assert out["desikan_killiany"].tolist() == [
+        "ctx-lh-superiortemporal", "Left-Hippocampus", "Left-Amygdala",
+        "ctx-rh-superiortemporal", "Left-Cerebral-White-Matter"]
+    assert out["parcel"].tolist()[:3] == ["G_temp_sup-Lateral", "Hippocampus", "Amygdala"]
+    assert out["lip_l"].isna().all() and str(out["lip_l"].dtype) == "Int64"
+
+
+def test_simulated_contacts_have_desikan_killiany_labels(sim_bids):
+    from barista.atlas import default_dk_atlas
+
+    table = localize(sim_bids, "01")
+    grey = table["kind"].isin(GREY_KINDS) & (table["label_source"] == "atlas")
+    assert grey.any() and (table["desikan_killiany"] != "").all()
+    xyz = table.loc[grey, ["x", "y", "z"]].to_numpy(float)
+    assert table.loc[grey, "desikan_killiany"].tolist() == default_dk_atlas().label_names(xyz)
+    # the two atlases agree on the hemisphere of cortical contacts
+    cortex = table[table["desikan_killiany"].str.startswith("ctx-")]
+    assert (cortex["desikan_killiany"].str[4] == cortex["hemisphere"].str.lower()).all()
+
+
+def test_lip_voxel_columns_are_carried(sim_copy):
+    """Brain Treebank's integer L, I, P voxel coordinates become lip_l, lip_i, lip_p."""
+    tsv = electrodes_tsv(sim_copy)
+    table = pd.read_csv(tsv, sep="\t")
+    n = len(table)
+    table["L"], table["I"], table["P"] = range(n), range(10, 10 + n), range(20, 20 + n)
+    table["P"] = table["P"].astype(object)
+    table.loc[1, "P"] = "n/a"
+    table.to_csv(tsv, sep="\t", index=False)
+    out = localize(sim_copy, "01")
+    assert out["lip_l"].tolist() == list(range(n))
+    assert out["lip_i"].tolist() == list(range(10, 10 + n))
+    assert out["lip_p"].isna().tolist() == [i == 1 for i in range(n)]
+    assert out.loc[0, "lip_p"] == 20 and str(out["lip_p"].dtype) == "Int64"
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ({"L": 1, "I": 2}, "not all of"),
+    ({"L": 1, "I": 2, "P": 3.5}, "whole voxel indices"),
+    ({"L": 1, "I": "left", "P": 3}, "whole voxel indices"),
+])
+def test_bad_lip_columns_raise(sim_copy, columns, message):
+    tsv = electrodes_tsv(sim_copy)
+    table = pd.read_csv(tsv, sep="\t").assign(**columns)
+    table.to_csv(tsv, sep="\t", index=False)
+    with pytest.raises(DataError, match=message):
+        localize(sim_copy, "01")
+
+
+def test_desikan_killiany_label_column(sim_copy):
+    tsv, _ = move_to_space(sim_copy, "ACPC")
+    table = pd.read_csv(tsv, sep="\t")
+    table["DK"] = "ctx-lh-insula"
+    table.loc[0, "DK"] = np.nan
+    table["destrieux"] = "ctx_lh_G_insular_short"
+    table.to_csv(tsv, sep="\t", index=False)
+    out = localize_subject(sim_copy, "01", ["01"], space=None, need_atlas=True,
+                           white_matter_radius_mm=RADIUS, label_column="destrieux",
+                           dk_label_column="DK")
+    assert out["desikan_killiany"].tolist() == [""] + ["ctx-lh-insula"] * (len(out) - 1)
+    with pytest.raises(DataError, match="atlas.dk_label_column"):
+        localize_subject(sim_copy, "01", ["01"], space=None, need_atlas=True,
+                         white_matter_radius_mm=RADIUS, label_column="destrieux",
+                         dk_label_column="missing")

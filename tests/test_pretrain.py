@@ -42,9 +42,9 @@ def results(tmp_path_factory):
     return root
 
 
-def run(results, out, **kw):
+def run(results, out, lr=1e-3, **kw):
     cfg = PretrainConfig(epochs=3, batch_size=8, warmup_epochs=1, ema_ramp_epochs=1,
-                         checkpoint_every=3, device="cpu", seed=4)
+                         checkpoint_every=3, device="cpu", seed=4, lr=lr)
     return pretrain(results, out, encode_scale="parcel", mask_scale="parcel", recordings=RECS,
                     size="demo", model_overrides=SMALL, cfg=cfg, progress=False, **kw)
 
@@ -107,10 +107,10 @@ def test_downstream_gets_the_ema_tokenizer(results, tmp_path):
                            state["encoder"]["tokenizer.project.weight"])
 
 
-def run_rpnt(results, out, **kw):
+def run_rpnt(results, out, lr=3e-3, **kw):
     from barista.training.rpnt_pretrain import RPNT
 
-    cfg = PretrainConfig(epochs=2, batch_size=8, warmup_epochs=1, lr=3e-3, grad_clip=1.0,
+    cfg = PretrainConfig(epochs=2, batch_size=8, warmup_epochs=1, lr=lr, grad_clip=1.0,
                          checkpoint_every=3, device="cpu", seed=4)
     return pretrain(results, out, encode_scale="parcel", mask_scale=None, recordings=RECS,
                     size="demo", model_overrides={**SMALL_RPNT, "dropout": 0.0}, cfg=cfg,
@@ -137,6 +137,52 @@ def test_rpnt_runs_in_the_shared_loop_and_resumes(results, tmp_path):
     # stochastic causal masking: the masked fraction varies from step to step
     assert train["masked_fraction"].nunique() > 3
     assert train["masked_fraction"].between(0.0, 1.0, inclusive="neither").all()
+
+
+@pytest.mark.parametrize("runner", [run, run_rpnt], ids=["barista", "rpnt"])
+def test_changed_config_starts_over_instead_of_resuming(results, tmp_path, caplog, runner):
+    """checkpoint.pt stays in the model folder; a rerun with another pretrain.lr (as Snakemake
+    starts after a config change) must not resume it (which returned the old model, bit for
+    bit) but train anew: the weights equal a fresh run's with the new value."""
+    runner(results, tmp_path / "m", lr=1e-3)
+    old = torch.load(tmp_path / "m" / "model.pt", weights_only=False)
+    with caplog.at_level("WARNING", logger="barista.training.pretrain"):
+        runner(results, tmp_path / "m", lr=2e-3)
+    assert "starting over" in caplog.text and "checkpoint.pt" in caplog.text
+    runner(results, tmp_path / "fresh", lr=2e-3)
+    new = torch.load(tmp_path / "m" / "model.pt", weights_only=False)
+    fresh = torch.load(tmp_path / "fresh" / "model.pt", weights_only=False)
+    part = "encoder"
+    assert any(not torch.equal(t, old[part][k]) for k, t in new[part].items())
+    for name, tensor in fresh[part].items():
+        assert torch.equal(tensor, new[part][name]), name
+    hist = pd.read_parquet(tmp_path / "m" / "history.parquet")  # the new run's steps, once
+    assert hist.loc[hist["split"] == "train", "step"].tolist() == list(range(1, new["steps"] + 1))
+
+
+def test_run_fingerprint_follows_settings_and_input_files(results):
+    """The fingerprint changes with a training setting or a rewritten input file, and not with
+    settings that leave the parameters alone (checkpoint interval, device)."""
+    import os
+
+    from barista.training.pretrain import run_fingerprint
+
+    def fp(**kw):
+        cfg = PretrainConfig(**{"seed": 4, **kw})
+        return run_fingerprint(results, "parcel", "parcel", RECS, {"d_model": 16}, cfg,
+                               "barista")
+
+    base = fp()
+    assert fp(checkpoint_every=7, device="cuda", num_workers=2) == base
+    assert fp(lr=2e-3) != base and fp(seed=5) != base and fp(epochs=3) != base
+    signal = results / "segments" / RECS[1] / "signal.parquet"
+    st = signal.stat()
+    os.utime(signal, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new segment run
+    try:
+        assert fp() != base
+    finally:
+        os.utime(signal, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fp() == base
 
 
 # --- diagnostics (barista.training.diagnostics) ---------------------------------------------

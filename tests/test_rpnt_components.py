@@ -1,6 +1,6 @@
 """RPNT building blocks: MRoPE, context-based attention, stochastic causal masking, InfoNCE.
 
-/work/shared/reference/rpnt.md lists three faults of the RPNT release; each has a test here that
+The RPNT paper's public release has three faults (below); each has a test here that
 fails under the faulty behaviour (and, where cheap, shows that the faulty variant is caught):
 
 - fault 1 (MRoPE gives every head only the first coordinate):

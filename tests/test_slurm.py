@@ -56,6 +56,7 @@ FAST = ["--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5",
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.machine,
     pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake"),
 ]
 

@@ -19,4 +19,6 @@ FIGURE_NAMES = (
     "finetuning",
     "electrodes",
     "importance",
+    "neuroprobe",
+    "neuroprobe-table",
 )

@@ -18,17 +18,23 @@ SESSION = ["subject", "session", "recording"]
 DEFAULT_SPLIT = "within_session"
 
 
-def tidy(table: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
-    """Rows of one metric with every key column present and typed as text.
+def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") -> pd.DataFrame:
+    """Rows of one metric and one evaluation protocol with every key column present and typed
+    as text.
 
-    Missing ``split_kind`` becomes ``within_session``; missing scales become ``none``; a
-    missing ``seed`` or ``pretrain_seed`` becomes 0 (deterministic models). A BaRISTA
+    Rows without a ``protocol`` are the study's own (``barista``); missing ``split_kind``
+    becomes ``within_session``; missing scales become ``none``; a missing ``seed`` or
+    ``pretrain_seed`` becomes 0 (deterministic models). A BaRISTA
     pretraining variant other than the paper's method becomes a model of its own
     (``barista:prior+raw``, :func:`barista.figures.style.with_variant`), so no figure or table
     mixes it with the paper's rows. A run is one (pretraining seed, finetuning seed): ``seed``
     becomes ``1000 * pretrain_seed + seed``, so sessions x runs are aggregated and paired.
     """
     rows = table[table["metric"] == metric].copy() if "metric" in table else table.copy()
+    if "protocol" in rows:
+        rows = rows[rows["protocol"].fillna("barista") == protocol]
+    elif protocol != "barista":
+        rows = rows.iloc[0:0]
     defaults = {"split_kind": DEFAULT_SPLIT, "encode_scale": NONE, "mask_scale": NONE,
                 "seed": 0, "pretrain_seed": 0, "variant": NONE, "subject": "", "session": "",
                 "recording": ""}
@@ -49,7 +55,8 @@ def tidy(table: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
     rows["model"] = pd.Series([with_variant(m, v) for m, v in
                                rows[["model", "variant"]].to_numpy()], index=rows.index,
                               dtype=object)
-    rows["seed"] = 1000 * rows["pretrain_seed"].astype(int) + rows["seed"].astype(int)
+    rows["seed"] = (1000 * rows["pretrain_seed"].fillna(0).astype(int)
+                    + rows["seed"].fillna(0).astype(int))
     rows["value"] = rows["value"].astype(float)
     return rows.reset_index(drop=True)
 

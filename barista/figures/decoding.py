@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from ..variants import init_variant
 from .aggregate import (
@@ -199,9 +200,13 @@ def session_means(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(PANEL + VARIANT + SESSION, as_index=False)["value"].mean()
 
 
+PRETRAINED = ("barista", "barista_release")  # models with a random-init twin per encode scale
+
+
 def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
-    """Per held-out session: AUROC of each pretrained pair against the random-init model of the
-    same encode scale (both averaged over seeds), against the diagonal."""
+    """Per held-out session: AUROC of each pretrained pair (ours, and the authors' released
+    encoders) against the random-init model of the same encode scale (both averaged over
+    seeds), against the diagonal."""
     means = session_means(rows)
     # each pretraining variant is paired with the random init it starts from
     # (random_init:prior for prior+raw, barista.variants.init_variant)
@@ -210,7 +215,8 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
         else (variant_of(m) or "paper") for m in means["model"]]
     base = means["model"].map(base_model)
     random = means[base == "random_init"]
-    pre = means[(base == "barista") & (means["encode_scale"] != NONE)]
+    # the released encoders (variant none) pair with the paper's random init
+    pre = means[base.isin(PRETRAINED) & (means["encode_scale"] != NONE)]
     keys = PANEL + ["encode_scale", "pairs_with"] + SESSION
     table = pre.merge(random[keys + ["value"]], on=keys, suffixes=("_pretrained",
                                                                    "_random_init"))
@@ -251,7 +257,12 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
                 ax.set_xlabel(f"random init, {AUROC_LABEL}")
                 if j == 0:
                     ax.set_ylabel(f"pretrained, {AUROC_LABEL}")
-        handles = scale_legend(sorted({tuple(v) for v in
-                                       table[VARIANT].itertuples(index=False)}))
+        variants = sorted({tuple(v) for v in table[VARIANT].itertuples(index=False)})
+        # encode scales as colours; mask scales as markers of our pairs, a marker per other model
+        handles = scale_legend([(m, e, k if m == "barista" else NONE) for m, e, k in variants])
+        for model in sorted({v[0] for v in variants} - {"barista"}):
+            style = variant_style(*next(v for v in variants if v[0] == model))
+            handles.append(Line2D([], [], linestyle="", marker=style["marker"],
+                                  color="#666666", label=pretty(model)))
         fig.legend(handles=handles, loc="outside right center")
         return fig, table

@@ -22,6 +22,14 @@ def draw(args):
     from .aggregate import tidy
 
     name = args.figure
+    if name == "neuroprobe":
+        from .. import leaderboard
+        from .neuroprobe import leaderboard_figure
+
+        _need(args, "decoding", "dataset")
+        table = leaderboard.leaderboard_table(load.read_table(args.decoding),
+                                              f"this run: {args.dataset}")
+        return leaderboard_figure(table, args.dataset)
     if name in ("comparison", "grid", "paired"):
         from . import decoding
 
@@ -68,7 +76,12 @@ def make(args) -> dict:
     name, out = args.figure, Path(args.out)
     if name not in FIGURE_NAMES:
         raise BaristaError(f"unknown figure '{name}'; one of {', '.join(FIGURE_NAMES)}")
-    if name == "table":
+    if name == "neuroprobe-table":
+        from .. import leaderboard
+
+        _need(args, "decoding", "dataset")
+        table = leaderboard.write_table(load.read_table(args.decoding), out, args.dataset)
+    elif name == "table":
         from .aggregate import tidy
         from .tables import write_results_table
 

@@ -44,7 +44,7 @@ LOBE_COLORS = {
 
 SPLIT_ORDER = ("within_session", "heldout_session", "cross_session", "cross_subject")
 MODEL_NAMES = {"barista": "BaRISTA", "random_init": "random init", "linear": "linear",
-               "rpnt": "RPNT"}
+               "rpnt": "RPNT", "barista_release": "BaRISTA release"}
 
 # what every figure function returns: the figure and the table of the numbers it plots
 Drawn = tuple[Figure, pd.DataFrame]
@@ -210,8 +210,10 @@ def legend_handles(variants: list[tuple]) -> list:
 
 
 def chars_per_line(width_in: float, fontsize: float = RC["axes.titlesize"]) -> int:
-    """About how many characters of a sans-serif text fit in ``width_in`` inches."""
-    return max(10, int(width_in * 72 / (0.55 * fontsize)))
+    """About how many characters of a sans-serif text fit in ``width_in`` inches (an average
+    glyph of 0.6 em: names such as "BaRISTA release" are rich in capitals, and at 0.55 em a
+    title of them reached past the edge of the page)."""
+    return max(10, int(width_in * 72 / (0.6 * fontsize)))
 
 
 def wrap(text: str, width: int) -> str:

@@ -1,6 +1,6 @@
 """The RPNT encoder for intracranial EEG, on the same packed batches as BaRISTA.
 
-RPNT (Fang et al., arXiv 2601.17641; facts in ``/work/shared/reference/rpnt.md``) embeds each
+RPNT (Fang et al., arXiv 2601.17641) embeds each
 time bin of spiking with ``Linear(units -> d)``. Here one token is one patch of one contact:
 ``Linear(patch_samples -> d)`` over the raw patch (no CNN, no spatial table), so a window of
 ``C`` channels and ``P`` patches gives ``C x P`` tokens, exactly BaRISTA's tokens. Position and

@@ -78,6 +78,12 @@ def linear_baseline(results: str | Path, *, recording: str, task: str, seed: int
 
 def _fit(data: dict, cs, seed: int) -> dict:
     """Logistic regression on ``data['train']`` for each C; the best on ``val`` is tested."""
+    val, c, clf = _best(data, cs, seed)
+    return {"auroc": auroc(data["test"][1], clf.predict_proba(data["test"][0])[:, 1]),
+            "val_auroc": val, "C": c}
+
+
+def _best(data: dict, cs, seed: int):
     best = None
     for c in cs:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000,
@@ -86,6 +92,18 @@ def _fit(data: dict, cs, seed: int) -> dict:
         val = auroc(data["val"][1], clf.predict_proba(data["val"][0])[:, 1])
         if best is None or np.nan_to_num(val, nan=-1) > np.nan_to_num(best[0], nan=-1):
             best = (val, c, clf)
-    val, c, clf = best
-    return {"auroc": auroc(data["test"][1], clf.predict_proba(data["test"][0])[:, 1]),
-            "val_auroc": val, "C": c}
+    return best
+
+
+def fit_logistic(data: dict, seed: int, cs=(0.01, 0.1, 1.0, 10.0)) -> dict:
+    """:func:`_fit` plus the accuracies and the training AUROC a Neuroprobe leaderboard entry
+    reports per fold."""
+    val, c, clf = _best(data, cs, seed)
+    out = {"val_auroc": val, "C": c}
+    for role, name in (("test", "test"), ("train", "train")):
+        x, y = data[role]
+        p = clf.predict_proba(x)[:, 1]
+        out[f"{name}_roc_auc"] = auroc(y, p)
+        out[f"{name}_accuracy"] = float(np.mean((p > 0.5) == y))
+    out["auroc"] = out["test_roc_auc"]
+    return out

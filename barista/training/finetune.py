@@ -70,15 +70,48 @@ class TokenWeightingHead(nn.Module):
         return self.weights.detach().abs().sum(dim=1).cpu().numpy()
 
 
+class PooledHead(nn.Module):
+    """Channel-count-free head: the mean state over a sample's channels, a learned weighting
+    over patches, a linear classifier. For decoding a subject the head never saw (Neuroprobe's
+    cross-subject split), where a weight per channel has nothing to stand for."""
+
+    def __init__(self, n_patches: int, d_model: int, n_classes: int = 2):
+        super().__init__()
+        self.weights = nn.Parameter(torch.full((n_patches,), 1.0 / n_patches))
+        self.classifier = nn.Linear(d_model, n_classes)
+
+    def forward(self, states: torch.Tensor, n_channels: torch.Tensor) -> torch.Tensor:
+        """states: (channels of the batch, patches, d) -> logits (samples, classes)."""
+        sample = torch.repeat_interleave(torch.arange(len(n_channels), device=states.device),
+                                         n_channels.to(states.device))
+        sums = torch.zeros((len(n_channels), *states.shape[1:]), dtype=states.dtype,
+                           device=states.device).index_add_(0, sample, states)
+        means = sums / n_channels.to(states.device, states.dtype)[:, None, None]
+        return self.classifier(torch.einsum("bpd,p->bd", means, self.weights.to(states.dtype)))
+
+    def channel_importance(self) -> np.ndarray:
+        return np.zeros(0)
+
+
 class Decoder(nn.Module):
-    def __init__(self, encoder: BaristaEncoder, n_channels: int):
+    """Encoder + head. ``n_patches`` is the windows' (the encoder's own by default: a model
+    pretrained on 3 s windows of 12 patches decodes 1 s windows as 4, its rotary positions
+    0..3 a subset of those it was trained on); ``pooled`` picks :class:`PooledHead`."""
+
+    def __init__(self, encoder: BaristaEncoder, n_channels: int, n_patches: int | None = None,
+                 pooled: bool = False):
         super().__init__()
         self.encoder = encoder
         c = encoder.config
-        self.head = TokenWeightingHead(n_channels, c.n_patches, c.d_model)
+        n_patches = n_patches or c.n_patches
+        self.pooled = pooled
+        self.head = PooledHead(n_patches, c.d_model) if pooled else \
+            TokenWeightingHead(n_channels, n_patches, c.d_model)
 
     def forward(self, batch: dict) -> torch.Tensor:
         states = self.encoder(batch)
+        if self.pooled:
+            return self.head(states, batch["n_channels"])
         b = len(batch["n_channels"])
         return self.head(states.reshape(b, -1, *states.shape[1:]))
 
@@ -121,7 +154,8 @@ def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, task: str,
              mask_scale: str | None, split_kind: str = "random",
-             cfg: FinetuneConfig | None = None) -> dict:
+             cfg: FinetuneConfig | None = None,
+             spatial_ids: dict[str, np.ndarray] | None = None) -> dict:
     """Finetune ``encoder`` on one recording's task; returns metrics.
 
     ``split_kind`` is ``random`` or ``chronoK`` (one split; ``encoder`` is finetuned in place)
@@ -130,16 +164,20 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
 
     Returns a dict with ``metrics`` (test/val AUROC at the best validation epoch, best epoch),
     ``curve`` (one row per epoch, and per fold) and ``importance`` (per-channel head weight
-    magnitude, averaged over folds).
+    magnitude, averaged over folds). ``spatial_ids`` replaces the encode scale's token ids
+    (an encoder with a vocabulary of its own, such as a released one; see
+    :class:`~barista.data.SegmentDataset`).
     """
     cfg = cfg or FinetuneConfig()
     device = pick_device(cfg.device)
     seed_everything(seed_of(cfg.seed, recording, task))
     scale = encoder.config.encode_scale
     if split_kind == CROSS_VALIDATED:
-        return _cross_validated(results, encoder, recording, task, mask_scale, cfg, device)
+        return _cross_validated(results, encoder, recording, task, mask_scale, cfg, device,
+                                spatial_ids)
     sets = {role: SegmentDataset(results, task, encode_scale=scale, mask_scale=mask_scale,
-                                 split_kind=split_kind, roles=(role,), recordings=[recording])
+                                 split_kind=split_kind, roles=(role,), recordings=[recording],
+                                 spatial_ids=spatial_ids)
             for role in ("train", "val", "test")}
     for role, ds in sets.items():
         if len(ds) == 0:
@@ -150,11 +188,13 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
     return _fit(encoder, sets, recording, cfg, device)
 
 
-def _cross_validated(results, encoder, recording, task, mask_scale, cfg, device) -> dict:
+def _cross_validated(results, encoder, recording, task, mask_scale, cfg, device,
+                     spatial_ids=None) -> dict:
     """Every chronological fold from the same starting weights; the windows are read (and
     their frozen CNN features computed) once for all folds."""
     windows = SegmentDataset(results, task, encode_scale=encoder.config.encode_scale,
-                             mask_scale=mask_scale, split_kind=None, recordings=[recording])
+                             mask_scale=mask_scale, split_kind=None, recordings=[recording],
+                             spatial_ids=spatial_ids)
     if len(windows) == 0:
         raise DataError(f"{recording}: no '{task}' windows to finetune on")
     roles = chronological_roles(results, recording, task).reindex(windows.index["segment"])
@@ -205,12 +245,13 @@ def _load_windows(ds: SegmentDataset, encoder: BaristaEncoder, device) -> None:
 
 
 def _fit(encoder: BaristaEncoder, sets: dict, recording: str, cfg: FinetuneConfig, device,
-         seed: int | None = None) -> dict:
+         seed: int | None = None, pooled: bool = False) -> dict:
     """Train a new head (and the unfrozen encoder) on ``sets['train']``; early stopping on
-    ``val``; the test AUROC of the best validation epoch."""
+    ``val``; the test AUROC (and accuracy) of the best validation epoch. The head is sized by
+    the training windows (channels, patches); ``pooled`` uses :class:`PooledHead`."""
     seed = cfg.seed if seed is None else seed
-    n_channels = len(sets["train"].files[recording].channels)
-    model = Decoder(encoder, n_channels).to(device)
+    n_channels, n_patches = sets["train"][0]["x"].shape[:2]
+    model = Decoder(encoder, n_channels, n_patches, pooled=pooled).to(device)
     groups = [
         {"params": [p for p in model.encoder.parameters() if p.requires_grad],
          "lr": cfg.lr_pretrained},
@@ -250,6 +291,7 @@ def _fit(encoder: BaristaEncoder, sets: dict, recording: str, cfg: FinetuneConfi
         if best is None or score > best[0]:
             best, since_best = (score, row), 0
             best_state = copy.deepcopy(model.head.state_dict())
+            best_accuracy = float(np.mean((test_p > 0.5) == test_y)) if len(test_y) else np.nan
         else:
             since_best += 1
             if since_best >= cfg.patience:
@@ -257,8 +299,11 @@ def _fit(encoder: BaristaEncoder, sets: dict, recording: str, cfg: FinetuneConfi
     model.head.load_state_dict(best_state)
     chosen = best[1]
     metrics = {"auroc": chosen["test_auroc"], "val_auroc": chosen["val_auroc"],
+               "test_accuracy": best_accuracy,
                "best_epoch": chosen["epoch"], "epochs_run": len(curve),
                "n_train": len(sets["train"]), "n_test": len(sets["test"])}
-    importance = pd.DataFrame({"channel": sets["train"].files[recording].channels,
-                               "weight": model.head.channel_importance()})
+    weights = model.head.channel_importance()
+    names = sets["train"].channel_names(sets["train"].index["recording"].iloc[0]) \
+        if len(weights) else []
+    importance = pd.DataFrame({"channel": names, "weight": weights})
     return {"metrics": metrics, "curve": pd.DataFrame(curve), "importance": importance}

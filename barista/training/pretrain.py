@@ -10,7 +10,10 @@ Training is a pure function of the config and the step: every step seeds each sa
 rank)``, the data order is a function of ``(seed, epoch)`` and the learning rate of the step. A
 checkpoint (model, EMA, predictor, optimizer, scheduler, RNG, step) is written atomically every
 ``checkpoint_every`` steps; a killed run started again resumes from it and ends with the same
-parameters as an uninterrupted one.
+parameters as an uninterrupted one. Only the very run that wrote a checkpoint resumes it: the
+checkpoint holds a fingerprint of the run (:func:`run_fingerprint`: its settings and the
+identity of its input files), and a run with another fingerprint (a changed learning rate, new
+tokens) starts over and says so in the log, instead of returning the old model.
 
 Several processes (``torchrun``, ``WORLD_SIZE`` > 1; NCCL on ``cuda:LOCAL_RANK``, gloo on the
 CPU): the global batch order is the single process's, rank ``r`` takes the ``r``-th contiguous
@@ -26,6 +29,8 @@ global step, so a run resumes with any number of processes.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -159,12 +164,12 @@ def model_config(results: Path, encode_scale: str, size: str, overrides: dict) -
     vocab = results / "tokens" / encode_scale / "vocab.parquet"
     if not vocab.exists():
         raise DataError(f"{vocab} missing: build the '{encode_scale}' tokens first")
-    signal = next((results / "segments").glob("*/signal.parquet"), None)
-    if signal is None:
+    signals = sorted((results / "segments").glob("*/signal.parquet"))
+    if not signals:
         raise DataError(f"no segments under {results / 'segments'}")
-    from ..data import SignalFile
+    from ..segments import window_geometry
 
-    meta = SignalFile(signal).meta
+    meta = window_geometry(signals)  # every recording's, so mixed rates are an error here too
     return preset(size, patch_samples=meta["patch_samples"], n_patches=meta["n_patches"],
                   encode_scale=encode_scale,
                   vocab_size=int(pd.read_parquet(vocab)["token_id"].max()) + 1, **overrides)
@@ -379,8 +384,14 @@ class _History:
 def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mask_scale: str,
              recordings: list[str] | None, size: str = "paper", model_overrides: dict | None = None,
              cfg: PretrainConfig | None = None, progress: bool = True,
-             stop_after: int | None = None, objective: Objective = BARISTA) -> dict:
+             stop_after: int | None = None, objective: Objective = BARISTA,
+             val_recordings: list[str] | None = None) -> dict:
     """Pretrain one (encode scale, mask scale) pair; write ``model.pt`` and ``history``.
+
+    Without ``val_recordings`` the windows of ``recordings`` are split by their random split
+    (train windows train, val windows validate); with them (the validation sessions of
+    ``evaluation.sessions``), every window of ``recordings`` trains and every window of
+    ``val_recordings`` validates, as in the paper.
 
     Run by ``torchrun`` with ``WORLD_SIZE`` > 1, every process takes its rank's slice of each
     global batch of ``cfg.batch_size`` samples and the model is wrapped in DDP (see the module
@@ -393,7 +404,8 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
     dist = init_distributed(cfg.device)
     try:
         return _pretrain(results, out_dir, encode_scale, mask_scale, recordings, size,
-                         model_overrides or {}, cfg, progress, stop_after, objective, dist)
+                         model_overrides or {}, cfg, progress, stop_after, objective, dist,
+                         val_recordings)
     finally:
         dist.close()
 
@@ -401,15 +413,21 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
 def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
               recordings: list[str] | None, size: str, model_overrides: dict,
               cfg: PretrainConfig, progress: bool, stop_after: int | None, objective: Objective,
-              dist: Distributed) -> dict:
+              dist: Distributed, val_recordings: list[str] | None = None) -> dict:
     device = dist.device
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     config = objective.configure(results, encode_scale, size, model_overrides)
-    train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
-                           mask_scale=mask_scale, roles=("train",), recordings=recordings)
-    val = SegmentDataset(results, "pretrain", encode_scale=encode_scale, mask_scale=mask_scale,
-                         roles=("val",), recordings=recordings)
+    if val_recordings:
+        train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                               mask_scale=mask_scale, split_kind=None, recordings=recordings)
+        val = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                             mask_scale=mask_scale, split_kind=None, recordings=val_recordings)
+    else:
+        train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                               mask_scale=mask_scale, roles=("train",), recordings=recordings)
+        val = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
+                             mask_scale=mask_scale, roles=("val",), recordings=recordings)
     if len(train) == 0:
         raise DataError(f"no pretraining windows in {results} for recordings {recordings}")
     _check_world(cfg, dist, len(train))
@@ -432,12 +450,20 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
         optimizer, lambda s: warmup_decay(s, steps_per_epoch, cfg.warmup_epochs, cfg.decay))
 
     ckpt_path, history_path = out_dir / "checkpoint.pt", out_dir / "history.csv"
+    fingerprint = run_fingerprint(results, encode_scale, mask_scale, recordings,
+                                  config.to_dict(), cfg, objective.name)
     step = 0
+    state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != config.to_dict():
-            raise DataError(f"{ckpt_path} was written for another model config; delete it to "
-                            "start over")
+        if state.get("fingerprint") != fingerprint:
+            # another run's (config or inputs changed since): resuming it would return the
+            # old model under the new settings
+            if dist.is_main:
+                log.warning("%s was written by another run (its config or input files "
+                            "differ from this run's): starting over from step 0", ckpt_path)
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -459,7 +485,8 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
         if dist.is_main:
             atomic_save({"config": config.to_dict(), "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "rng": rng_state(), "step": step, "world_size": dist.world_size},
+                         "rng": rng_state(), "step": step, "world_size": dist.world_size,
+                         "fingerprint": fingerprint},
                         ckpt_path)
         dist.barrier()
 
@@ -536,6 +563,37 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
         summary_path.write_text(json.dumps(summary, indent=2))
     dist.barrier()
     return json.loads(summary_path.read_text())
+
+
+# settings that do not change the trained parameters: a run may resume with other values
+_NOT_FINGERPRINTED = ("checkpoint_every", "device", "num_workers")
+
+
+def run_fingerprint(results: Path, encode_scale: str, mask_scale: str | None,
+                    recordings: list[str] | None, config: dict, cfg: PretrainConfig,
+                    objective: str) -> str:
+    """What makes a pretraining run: the objective, architecture, optimisation settings,
+    scales and recordings, and the input files (size and modification time of the token
+    tables and of every segment file read). A checkpoint with another fingerprint is another
+    run's. Sizes and times, not contents: hashing every signal file would read the whole
+    dataset at each start; a file rewritten with the same bytes only costs a fresh start."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_FINGERPRINTED}
+    seg_root = results / "segments"
+    names = sorted(recordings) if recordings is not None else sorted(
+        p.parent.name for p in seg_root.glob("*/index.parquet"))
+    files = [results / "tokens" / s / f"{t}.parquet"
+             for s in dict.fromkeys(x for x in (encode_scale, mask_scale) if x)
+             for t in ("channels", "vocab")]
+    files += [seg_root / n / f"{t}.parquet" for n in names
+              for t in ("signal", "index", "splits", "channels")]
+    identity = []
+    for f in files:
+        st = f.stat() if f.exists() else None
+        identity.append([str(f.relative_to(results)), st and st.st_size, st and st.st_mtime_ns])
+    blob = json.dumps({"objective": objective, "model": config, "train": settings,
+                       "encode_scale": encode_scale, "mask_scale": mask_scale,
+                       "recordings": names, "files": identity}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _truncate_history(path: Path, step: int) -> None:

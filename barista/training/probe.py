@@ -57,15 +57,17 @@ def token_states(encoder: nn.Module, windows: SegmentDataset, *, batch_size: int
 
 def probe_auroc(encoder: nn.Module, results: str | Path, recording: str, task: str, *,
                 alphas=ALPHAS, batch_size: int = 32,
-                device: str | torch.device = "cpu") -> dict:
-    """Chronologically cross-validated AUROC of a ridge classifier on frozen token states.
+                device: str | torch.device = "cpu",
+                spatial_ids: dict[str, np.ndarray] | None = None) -> dict:
+    """Chronologically cross-validated AUROC of a ridge classifier on frozen token states
+    (``spatial_ids``: an encoder's own vocabulary, as in :func:`~.finetune.finetune`).
 
     Returns ``probe_auroc`` (the size-weighted mean over test blocks), ``probe_windows`` (how
     many windows were scored) and ``probe_folds`` (how many blocks held both classes).
     """
     scale = getattr(encoder.config, "encode_scale", None)
     windows = SegmentDataset(results, task, encode_scale=scale, mask_scale=None,
-                             split_kind=None, recordings=[recording])
+                             split_kind=None, recordings=[recording], spatial_ids=spatial_ids)
     if len(windows) == 0:
         raise DataError(f"{recording}: no '{task}' windows to probe")
     x = token_states(encoder, windows, batch_size=batch_size, device=device)

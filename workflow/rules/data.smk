@@ -27,71 +27,80 @@ rule download:
         "python -m barista download --params {params.cfg:q} --out {output} > {log} 2>&1"
 
 
-checkpoint recordings:
-    input:
-        bids=bids_input(),
-    output:
-        f"{RESULTS}/recordings.tsv",
-    params:
-        cfg=json.dumps({"dataset": {"task": config["dataset"]["task"]}}),
-    log:
-        f"{LOGS}/recordings.log",
-    conda:
-        "../envs/barista.yaml"
-    shell:
-        "python -m barista recordings --params {params.cfg:q} --bids-root {input.bids:q} "
-        "--out {output} > {log} 2>&1"
+# A Brain Treebank release is not BIDS: its own rules list, preprocess and localize it
+# (workflow/rules/braintreebank.smk); everything from segmentation on is shared.
+if SOURCE == "braintreebank":
+
+    include: "braintreebank.smk"
+
+else:
+
+    checkpoint recordings:
+        input:
+            bids=bids_input(),
+        output:
+            f"{RESULTS}/recordings.tsv",
+        params:
+            cfg=json.dumps({"dataset": {"task": config["dataset"]["task"]}}),
+        log:
+            f"{LOGS}/recordings.log",
+        conda:
+            "../envs/barista.yaml"
+        shell:
+            "python -m barista recordings --params {params.cfg:q} --bids-root {input.bids:q} "
+            "--out {output} > {log} 2>&1"
 
 
-rule derivative_description:
-    input:
-        bids=bids_input(),
-    output:
-        f"{DERIV}/dataset_description.json",
-    log:
-        f"{LOGS}/derivative_description.log",
-    conda:
-        "../envs/barista.yaml"
-    shell:
-        "python -m barista derivative --params '{{}}' --bids-root {input.bids:q} --out $(dirname {output}) "
-        "> {log} 2>&1"
+    rule derivative_description:
+        input:
+            bids=bids_input(),
+        output:
+            f"{DERIV}/dataset_description.json",
+        log:
+            f"{LOGS}/derivative_description.log",
+        conda:
+            "../envs/barista.yaml"
+        shell:
+            "python -m barista derivative --params '{{}}' --bids-root {input.bids:q} "
+            "--out $(dirname {output}) > {log} 2>&1"
 
 
-rule preprocess:
-    input:
-        bids=bids_input(),
-        recordings=f"{RESULTS}/recordings.tsv",
-    output:
-        fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
-        sidecar=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.json",
-    params:
-        cfg=as_json("preprocess"),
-    log:
-        f"{LOGS}/preprocess/{{bidsdir}}/{{rec}}.log",
-    conda:
-        "../envs/barista.yaml"
-    shell:
-        "python -m barista preprocess --params {params.cfg:q} --bids-root {input.bids:q} "
-        "--recording {wildcards.rec} --out {output.fif} > {log} 2>&1"
+    rule preprocess:
+        input:
+            bids=bids_input(),
+            recordings=f"{RESULTS}/recordings.tsv",
+        output:
+            fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
+            sidecar=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.json",
+        params:
+            cfg=as_json("preprocess"),
+        log:
+            f"{LOGS}/preprocess/{{bidsdir}}/{{rec}}.log",
+        conda:
+            "../envs/barista.yaml"
+        shell:
+            "python -m barista preprocess --params {params.cfg:q} --bids-root {input.bids:q} "
+            "--recording {wildcards.rec} --out {output.fif} > {log} 2>&1"
 
 
-rule localize:
-    input:
-        bids=bids_input(),
-        recordings=f"{RESULTS}/recordings.tsv",
-    output:
-        f"{RESULTS}/localization/sub-{{subject}}.parquet",
-    params:
-        cfg=json.dumps({"dataset": {"space": config["dataset"]["space"]},
-                        "atlas": config["atlas"], "scales": {s: {} for s in SCALES}}),
-        sessions=lambda wc: " ".join(sessions_of(wc.subject)),
-    log:
-        f"{LOGS}/localize/sub-{{subject}}.log",
-    conda:
-        "../envs/barista.yaml"
-    shell:
-        "python -m barista localize --params {params.cfg:q} --bids-root {input.bids:q} "
-        "--subject {wildcards.subject} --sessions {params.sessions} --out {output} > {log} 2>&1"
+    rule localize:
+        input:
+            bids=bids_input(),
+            recordings=f"{RESULTS}/recordings.tsv",
+        output:
+            f"{RESULTS}/localization/sub-{{subject}}.parquet",
+        params:
+            cfg=json.dumps({"dataset": {"space": config["dataset"]["space"]},
+                            "atlas": config["atlas"], "scales": {s: {} for s in SCALES}}),
+            sessions=lambda wc: " ".join(sessions_of(wc.subject)),
+        log:
+            f"{LOGS}/localize/sub-{{subject}}.log",
+        conda:
+            "../envs/barista.yaml"
+        shell:
+            "python -m barista localize --params {params.cfg:q} --bids-root {input.bids:q} "
+            "--subject {wildcards.subject} --sessions {params.sessions} --out {output} "
+            "> {log} 2>&1"
 
 
 rule segment:
@@ -99,6 +108,7 @@ rule segment:
         bids=bids_input(),
         fif=lambda wc: preproc_fif(wc.rec),
         localization=lambda wc: f"{RESULTS}/localization/{wc.rec.split('_')[0]}.parquet",
+        events=segment_events,
     output:
         signal=f"{RESULTS}/segments/{{rec}}/signal.parquet",
         channels=f"{RESULTS}/segments/{{rec}}/channels.parquet",
@@ -106,6 +116,7 @@ rule segment:
         splits=f"{RESULTS}/segments/{{rec}}/splits.parquet",
     params:
         cfg=as_json("segments", "splits"),
+        events=lambda wc, input: f"--events {input.events}" if input.events else "",
     log:
         f"{LOGS}/segment/{{rec}}.log",
     conda:
@@ -113,7 +124,7 @@ rule segment:
     shell:
         "python -m barista segment --params {params.cfg:q} --bids-root {input.bids:q} "
         "--recording {wildcards.rec} --fif {input.fif} --localization {input.localization} "
-        "--out-dir $(dirname {output.signal}) > {log} 2>&1"
+        "{params.events} --out-dir $(dirname {output.signal}) > {log} 2>&1"
 
 
 rule tokens:

@@ -12,9 +12,9 @@ FIGURE_EXTS = ("png", "pdf", "csv")
 # output path without its extension (the CLI adds .png, .pdf, .csv)
 out_stem = lambda wildcards, output: os.path.splitext(output[0])[0]
 
-# metrics.parquet of every finetuning run (its curve.parquet lies beside it)
+# metrics.parquet of every finetuning run of the study's protocol (its curve.parquet lies beside)
 finetune_run_results = lambda wildcards: [
-    f for f in decoding_results(wildcards) if "/finetune/linear/" not in f
+    f for f in study_results() if "/finetune/linear/" not in f
 ]
 
 # metrics.parquet of the finetuned runs of one pretrained pair (head weights beside it), of the
@@ -25,6 +25,11 @@ importance_run_results = lambda wildcards: [
     if (e, m) == (wildcards.encode, wildcards.mask)
     and s in FINETUNED_SEEDS
     and v == next(x for x in VARIANTS if (e, m) in variant_pairs(x))
+]
+
+# metrics.parquet of one released encoder, every task (head weights beside it)
+importance_release_results = lambda wildcards: [
+    f for f in study_results() if f"/finetune/barista_release/{wildcards.encode}/" in f
 ]
 
 localization_tables = lambda wildcards: [
@@ -41,9 +46,10 @@ pretraining_histories = [
 ]
 
 # every figure and table that the config's results allow
-FIGURE_NAMES = ["electrodes_parcel", "electrodes_lobe", "pretraining_curves"]
+FIGURE_NAMES = ["electrodes_parcel", "electrodes_lobe"]
+FIGURE_NAMES += ["pretraining_curves"] if pretrained_runs() else []
 FIGURE_TABLES = []
-if config["finetune"]["tasks"]:
+if config["finetune"]["tasks"] and "barista" in PROTOCOLS:
     FIGURE_NAMES += ["decoding_comparison", "decoding_grid", "finetuning_curves"]
     FIGURE_NAMES += ["pretrained_vs_random"] if config["finetune"]["random_init"] else []
     FIGURE_NAMES += [
@@ -51,11 +57,20 @@ if config["finetune"]["tasks"]:
         for e, m in dict.fromkeys((e, m) for _, e, m, _ in pretrained_runs())
         for t in config["finetune"]["tasks"]
     ]
+    if config["finetune"]["barista_release"]:
+        FIGURE_NAMES += [
+            f"importance/barista_release_{e}_{t}"
+            for e in config["model"]["encode_scales"]
+            for t in config["finetune"]["tasks"]
+        ]
     FIGURE_TABLES += [f"{FIGURES}/results_table.md", f"{FIGURES}/results_table.csv"]
     if config["evaluation"]["probe"]:
         FIGURE_TABLES += [f"{FIGURES}/probe_table.md", f"{FIGURES}/probe_table.csv"]
-if config["reconstruct"]["enabled"]:
+if config["reconstruct"]["enabled"] and pretrained_runs():
     FIGURE_NAMES += ["reconstruction", "reconstruction_channels"]
+if "neuroprobe" in PROTOCOLS:  # workflow/rules/neuroprobe.smk
+    FIGURE_NAMES += ["neuroprobe_leaderboard"]
+    FIGURE_TABLES += [f"{FIGURES}/neuroprobe_table.md", f"{FIGURES}/neuroprobe_table.csv"]
 
 
 rule fig_electrodes:
@@ -268,6 +283,34 @@ rule fig_importance:
         bids=lambda wc, input: f"--bids-root {input.bids}" if input.bids else "",
     log:
         f"{LOGS}/figures/importance/{{encode}}-{{mask}}_{{task}}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista figures importance --task {wildcards.task} --runs {params.runs} "
+        "--localization {input.localization} {params.bids} --out {params.stem} > {log} 2>&1"
+
+
+rule fig_importance_release:
+    input:
+        runs=importance_release_results,
+        localization=localization_tables,
+        bids=simulation_truth,
+    output:
+        png=report(
+            f"{FIGURES}/importance/barista_release_{{encode}}_{{task}}.png",
+            caption="../report/importance.rst",
+            category="decoding",
+            subcategory="{task}",
+            labels={"figure": "channel weights", "encode": "{encode}", "mask": "released"},
+        ),
+        pdf=f"{FIGURES}/importance/barista_release_{{encode}}_{{task}}.pdf",
+        csv=f"{FIGURES}/importance/barista_release_{{encode}}_{{task}}.csv",
+    params:
+        stem=out_stem,
+        runs=lambda wc, input: sorted({os.path.dirname(f) for f in input.runs}),
+        bids=lambda wc, input: f"--bids-root {input.bids}" if input.bids else "",
+    log:
+        f"{LOGS}/figures/importance/barista_release_{{encode}}_{{task}}.log",
     conda:
         "../envs/barista.yaml"
     shell:

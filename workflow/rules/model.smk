@@ -87,6 +87,53 @@ rule finetune_random_init:
         "{params.probe_only} --out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
+rule download_release:
+    output:
+        "resources/release/{release}.ckpt",
+    wildcard_constraints:
+        release="|".join(RELEASES),
+    params:
+        # config release.url names each file with {name}; empty: the release's own URL
+        url=lambda wc: (config["release"]["url"] or "").replace("{name}", wc.release),
+    log:
+        "resources/logs/release_{release}.log",
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista release download {wildcards.release} --url {params.url:q} "
+        "--dest $(dirname {output}) > {log} 2>&1"
+
+
+# the authors' released encoder of one encode scale, one job like the others (every task,
+# decoded recording and seed); its own spatial ids are read per recording from our localization
+rule finetune_release:
+    input:
+        recordings=f"{RESULTS}/recordings.tsv",
+        model=lambda wc: release_checkpoint(wc.encode),
+        segments=decoded_segments,
+    output:
+        metrics=f"{RESULTS}/finetune/barista_release/{{encode}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/barista_release/{{encode}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/barista_release/{{encode}}/importance.parquet",
+    params:
+        # the released encoder is fixed: no pretraining or architecture option applies to it
+        cfg=lambda wc: scoped_json(
+            ["finetune", "evaluation"], wc.encode, keys=["model.device", "model.threads"]
+        ),
+        results=lambda wc, input: os.path.dirname(input.recordings),
+    log:
+        f"{LOGS}/finetune/barista_release/{{encode}}.log",
+    threads: config["model"]["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+    conda:
+        "../envs/barista.yaml"
+    shell:
+        "python -m barista finetune --params {params.cfg:q} --results {params.results} "
+        "--model barista_release --encode {wildcards.encode} --pretrained {input.model} "
+        "--recordings {input.recordings} --out-dir $(dirname {output.metrics}) > {log} 2>&1"
+
+
 rule pretrain_rpnt:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
