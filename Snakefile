@@ -1,6 +1,8 @@
 # barista: intracranial recordings -> Parquet tokens -> pretrained spatiotemporal models -> figures.
 # Rules are thin: each calls one `barista` CLI step; all logic lives in the barista package.
 
+import re
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -28,6 +30,8 @@ wildcard_constraints:
     encode="|".join(SCALES),
     mask="|".join(SCALES),
     task="speech_vs_nonspeech|sentence_onset",
+    variant="|".join(re.escape(v) for v in dict.fromkeys(VARIANTS + INIT_VARIANTS)),
+    pseed=r"\d+",
     nptask="|".join(npb.TASKS),
     split="|".join(npb.SPLIT_TYPES),
     np_subject=r"\d+",

@@ -243,11 +243,11 @@ def _entities(recording: str) -> dict:
     return {"subject": ents["sub"], "session": ents.get("ses", ""), "recording": recording}
 
 
-def _setting(args, cfg: dict) -> str:
-    """Generalisation setting of the decoded recording (the result column ``split_kind``)."""
-    from .evaluation import read_recordings, setting_of
+def _setting(table, cfg: dict, recording: str) -> str:
+    """Generalisation setting of a decoded recording (the result column ``split_kind``)."""
+    from .evaluation import setting_of
 
-    return setting_of(read_recordings(args.recordings), cfg["evaluation"], args.recording)
+    return setting_of(table, cfg["evaluation"], recording)
 
 
 def cmd_pretrain(args) -> dict:
@@ -266,7 +266,10 @@ def cmd_pretrain(args) -> dict:
     table = read_recordings(args.recordings)
     recs = pretraining(table, cfg["evaluation"])
     val_recs = validation(table, cfg["evaluation"]) or None
-    options = {k: v for k, v in cfg["pretrain"].items() if k != "processes"}  # launcher's
+    # the launcher's and the repeat count are not training options
+    options = {k: v for k, v in cfg["pretrain"].items() if k not in ("processes", "repeats")}
+    if args.seed is not None:
+        options["seed"] = args.seed
     if args.architecture == "rpnt":
         from .training.rpnt_pretrain import RPNT
 
@@ -279,13 +282,14 @@ def cmd_pretrain(args) -> dict:
         encode, mask, objective = rp["encode_scale"], None, RPNT
     else:
         from .training.pretrain import BARISTA
+        from .variants import variant_options
 
         if not (args.encode and args.mask):
             raise BaristaError("pretrain --architecture barista needs --encode and --mask")
         from .config import barista_overrides
 
-        overrides, encode, mask, objective = (barista_overrides(cfg["model"]), args.encode,
-                                              args.mask, BARISTA)
+        overrides = {**barista_overrides(cfg["model"]), **variant_options(args.variant)}
+        encode, mask, objective = args.encode, args.mask, BARISTA
     train_cfg = PretrainConfig(**options, device=cfg["model"]["device"])
     return pretrain(args.results, args.out_dir, encode_scale=encode, mask_scale=mask,
                     recordings=recs, size=cfg["model"]["size"], model_overrides=overrides,
@@ -293,104 +297,168 @@ def cmd_pretrain(args) -> dict:
                     objective=objective, val_recordings=val_recs)
 
 
+def _encoder(args, cfg: dict):
+    """The encoder a finetuning job starts from, its variant and its pretraining seed."""
+    from .config import barista_overrides
+    from .evaluation import NONE
+    from .training.pretrain import initial_encoder, load_pretrained, model_config
+    from .variants import variant_name, variant_options
+
+    if args.model == "barista":
+        encoder, state = load_pretrained(args.pretrained)
+        return encoder, variant_name(state["config"]), state.get("seed", cfg["pretrain"]["seed"])
+    if args.model == "rpnt":
+        from .training.rpnt_pretrain import load_rpnt_encoder
+
+        encoder, state = load_rpnt_encoder(args.pretrained)
+        return encoder, NONE, state.get("seed", cfg["pretrain"]["seed"])
+    # random init: the very encoder the pretraining run of this variant and seed starts from,
+    # so the comparison isolates pretraining
+    seed = cfg["pretrain"]["seed"] if args.pretrain_seed is None else args.pretrain_seed
+    overrides = {**barista_overrides(cfg["model"]), **variant_options(args.variant)}
+    config = model_config(Path(args.results), args.encode, cfg["model"]["size"], overrides)
+    return initial_encoder(config, seed), args.variant, seed
+
+
 def cmd_finetune(args) -> dict:
-    """Every seed of one (model, task, recording): ``<out-dir>/seed<k>/`` each. One process
-    for the seeds saves the interpreter start-up and data loading of all but the first."""
-    from .evaluation import NONE, result_hash, rows
+    """One encoder on every task and decoded recording (``finetune.tasks`` and those of
+    ``evaluation.settings``, unless ``--task`` / ``--recording`` name some) for every seed, in
+    one process: an interpreter start with torch costs about as much as a demo finetuning run,
+    so one job per encoder, not per run. Writes ``metrics``, ``curve`` and ``importance``
+    (``.parquet``) under ``--out-dir``, every row keyed by model, variant, pretraining seed,
+    task, recording and seed. ``--probe-only`` scores the frozen probe alone."""
+    import copy
+
+    import pandas as pd
+
+    from .evaluation import NONE, decoded, read_recordings, result_hash, rows
 
     cfg = _params(args)
     _threads(cfg)
+    table = read_recordings(args.recordings)
+    tasks = args.task or cfg["finetune"]["tasks"]
+    recordings = args.recording or decoded(table, cfg["evaluation"])["recording"].tolist()
+    seeds = args.seeds or cfg["finetune"]["seeds"]
     mask = args.mask or NONE
     if args.model == "barista_release":
         mask = "channel"  # every released encoder was pretrained with channel-scale masking
-    keys = {"model": args.model, "encode_scale": args.encode or NONE,
-            "mask_scale": mask, "task": args.task,
-            "split_kind": _setting(args, cfg), **_entities(args.recording)}
+        encoder, variant, pretrain_seed = None, NONE, 0
+    else:
+        encoder, variant, pretrain_seed = _encoder(args, cfg)
     sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
                 "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
                 "random_init": ("model", "pretrain", "finetune", "evaluation"),
                 "barista_release": ("finetune", "evaluation")}[args.model]
-    release = _release_encoder(args) if args.model == "barista_release" else None
-    summary = {}
-    for seed in args.seeds:
-        # the encoder is the same for every seed: its frozen probe is scored once
-        out = _finetune_seed(args, cfg, seed, probe=seed == args.seeds[0], release=release)
-        out_dir = Path(args.out_dir) / f"seed{seed}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows(out["metrics"], **keys, seed=seed, config_hash=result_hash(cfg, *sections)
-             ).to_parquet(out_dir / "metrics.parquet", index=False)
-        out["curve"].assign(**keys, seed=seed).to_parquet(out_dir / "curve.parquet", index=False)
-        out["importance"].assign(**keys, seed=seed).to_parquet(out_dir / "importance.parquet",
-                                                               index=False)
-        summary[f"seed{seed}"] = out["metrics"]
+    digest = result_hash(cfg, *sections)
+    metrics, curves, weights, summary = [], [], [], {}
+    for rec in recordings:
+        spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
+        if args.model == "barista_release":
+            encoder, spatial_ids = _release_encoder(args, rec)
+        for task in tasks:
+            keys = {"model": args.model, "variant": variant, "encode_scale": args.encode or NONE,
+                    "mask_scale": mask, "task": task,
+                    "split_kind": _setting(table, cfg, rec), "pretrain_seed": pretrain_seed,
+                    **_entities(rec)}
+            # the encoder is the same for every seed: its frozen probe is scored once
+            scores = _probe(args, cfg, encoder, rec, task, spatial_ids)
+            if scores:
+                metrics.append(rows(scores, **keys, seed=seeds[0], config_hash=digest))
+            if args.probe_only:
+                continue
+            for seed in seeds:
+                out = _finetune_run(args, cfg, copy.deepcopy(encoder), rec, task, seed,
+                                    spatial_ids)
+                metrics.append(rows(out["metrics"], **keys, seed=seed, config_hash=digest))
+                curves.append(out["curve"].assign(**keys, seed=seed))
+                weights.append(out["importance"].assign(**keys, seed=seed))
+                summary[f"{task}/{rec}/seed{seed}"] = out["metrics"]["auroc"]
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frames in (("metrics", metrics), ("curve", curves), ("importance", weights)):
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
     return summary
 
 
-def _load_released(args, meta: dict):
-    """The released encoder ``--pretrained`` names, checked to be the ``--encode`` scale's,
-    at the segments' patch geometry (``meta`` of their signal file)."""
-    from .release import RELEASES, load_release
+def _probe(args, cfg: dict, encoder, recording: str, task: str, spatial_ids=None) -> dict:
+    if not cfg["evaluation"]["probe"]:
+        return {}
+    from .training.common import pick_device
+    from .training.probe import probe_auroc
 
+    return probe_auroc(encoder, args.results, recording, task,
+                       device=pick_device(cfg["model"]["device"]), spatial_ids=spatial_ids)
+
+
+def _finetune_config(cfg: dict, seed: int):
+    from .training.finetune import FinetuneConfig
+
+    ft = {k: v for k, v in cfg["finetune"].items()
+          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "repeats",
+                       "barista_release")}
+    return FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
+                          cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
+
+
+def _finetune_run(args, cfg: dict, encoder, recording: str, task: str, seed: int,
+                  spatial_ids=None) -> dict:
+    from .training.finetune import finetune
+
+    return finetune(args.results, encoder, recording=recording, task=task, mask_scale=None,
+                    split_kind=cfg["evaluation"]["window_split"],
+                    cfg=_finetune_config(cfg, seed), spatial_ids=spatial_ids)
+
+
+def _release_encoder(args, recording: str) -> tuple:
+    """The released encoder of ``--pretrained`` and the recording's channels in its
+    vocabulary (both logged), after checking that the segments have the release's geometry."""
+    from .config import release_geometry_mismatch
+    from .data import SignalFile
+    from .release import RELEASES, load_release
+    from .release_ids import log_release_ids, recording_release_ids
+
+    meta = SignalFile(Path(args.results) / "segments" / recording / "signal.parquet").meta
+    length = meta["n_patches"] * meta["patch_samples"] / meta["sfreq"]
+    problem = release_geometry_mismatch(float(meta["sfreq"]), length, int(meta["n_patches"]))
+    if problem:
+        raise BaristaError(f"{recording}: {problem}")
     name = Path(args.pretrained).stem
     if name not in RELEASES or RELEASES[name][1] != args.encode:
         raise BaristaError(f"--pretrained {args.pretrained} is not the released "
                            f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
     encoder, _ = load_release(Path(args.pretrained), name=name,
                               patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
-    return encoder
-
-
-def _release_encoder(args) -> tuple:
-    """The released encoder of ``--pretrained`` and the recording's channels in its
-    vocabulary (both logged), after checking that the segments have the release's geometry."""
-    from .config import release_geometry_mismatch
-    from .data import SignalFile
-    from .release_ids import log_release_ids, recording_release_ids
-
-    meta = SignalFile(Path(args.results) / "segments" / args.recording / "signal.parquet").meta
-    length = meta["n_patches"] * meta["patch_samples"] / meta["sfreq"]
-    problem = release_geometry_mismatch(float(meta["sfreq"]), length, int(meta["n_patches"]))
-    if problem:
-        raise BaristaError(f"{args.recording}: {problem}")
-    encoder = _load_released(args, meta)
-    found = recording_release_ids(args.results, args.recording, args.encode)
+    found = recording_release_ids(args.results, recording, args.encode)
     log_release_ids(found)
-    return encoder, {args.recording: found.ids}
-
-
-def _finetune_seed(args, cfg: dict, seed: int, probe: bool, release=None) -> dict:
-    from .training.finetune import finetune
-
-    encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, seed, release)
-    scores = {}
-    if probe and cfg["evaluation"]["probe"]:  # before finetuning changes the encoder in place
-        from .training.common import pick_device
-        from .training.probe import probe_auroc
-
-        scores = probe_auroc(encoder, args.results, args.recording, args.task,
-                             device=pick_device(cfg["model"]["device"]),
-                             spatial_ids=spatial_ids)
-    out = finetune(args.results, encoder, recording=args.recording, task=args.task,
-                   mask_scale=None, split_kind=cfg["evaluation"]["window_split"], cfg=ft_cfg,
-                   spatial_ids=spatial_ids)
-    out["metrics"].update(scores)
-    return out
+    return encoder, {recording: found.ids}
 
 
 def cmd_linear(args) -> dict:
-    from .evaluation import NONE, result_hash, rows
+    """The linear floor on every task and decoded recording (or those named), one table."""
+    import pandas as pd
+
+    from .evaluation import NONE, decoded, read_recordings, result_hash, rows
     from .training.baselines import linear_baseline
 
     cfg = _params(args)
-    metrics = linear_baseline(args.results, recording=args.recording, task=args.task, seed=0,
-                              split_kind=cfg["evaluation"]["window_split"],
-                              cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
-    table = rows(metrics, model="linear", encode_scale=NONE, mask_scale=NONE, task=args.task,
-                 seed=0, split_kind=_setting(args, cfg), **_entities(args.recording),
-                 config_hash=result_hash(cfg, "evaluation"))
+    table = read_recordings(args.recordings)
+    tasks = args.task or cfg["finetune"]["tasks"]
+    recordings = args.recording or decoded(table, cfg["evaluation"])["recording"].tolist()
+    frames, summary = [], {}
+    for task in tasks:
+        for rec in recordings:
+            metrics = linear_baseline(args.results, recording=rec, task=task, seed=0,
+                                      split_kind=cfg["evaluation"]["window_split"],
+                                      cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
+            frames.append(rows(metrics, model="linear", variant=NONE, encode_scale=NONE,
+                               mask_scale=NONE, task=task, pretrain_seed=0, seed=0,
+                               split_kind=_setting(table, cfg, rec), **_entities(rec),
+                               config_hash=result_hash(cfg, "evaluation")))
+            summary[f"{task}/{rec}"] = metrics["auroc"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(args.out, index=False)
-    return metrics
+    pd.concat(frames, ignore_index=True).to_parquet(args.out, index=False)
+    return summary
 
 
 def cmd_reconstruct(args) -> dict:
@@ -407,7 +475,8 @@ def cmd_reconstruct(args) -> dict:
     pre = pretraining(recs, cfg["evaluation"])
     head, fit = train_head(args.model_path, args.results, recordings=pre, epochs=rc["epochs"],
                            batch_size=rc["batch_size"], ridge=rc["ridge"],
-                           seed=cfg["pretrain"]["seed"], mask_ratio=cfg["pretrain"]["mask_ratio"],
+                           seed=cfg["pretrain"]["seed"] if args.seed is None else args.seed,
+                           mask_ratio=cfg["pretrain"]["mask_ratio"],
                            device=cfg["model"]["device"])
     frames = []
     for rec, setting in zip(held["recording"], held["setting"], strict=True):
@@ -417,9 +486,14 @@ def cmd_reconstruct(args) -> dict:
                                         device=cfg["model"]["device"])
         long = per_channel.melt(id_vars="channel", var_name="metric", value_name="value")
         frames.append(long.assign(split_kind=setting, **_entities(rec)))
+    from .training.pretrain import load_pretrained
+    from .variants import variant_name
+
+    _, state = load_pretrained(args.model_path)
+    pretrain_seed = state.get("seed", cfg["pretrain"]["seed"])
     table = pd.concat(frames, ignore_index=True).assign(
-        model="barista", encode_scale=args.encode, mask_scale=args.mask,
-        seed=cfg["pretrain"]["seed"],
+        model="barista", variant=variant_name(state["config"]), encode_scale=args.encode,
+        mask_scale=args.mask, pretrain_seed=pretrain_seed, seed=pretrain_seed,
         config_hash=result_hash(cfg, "model", "pretrain", "reconstruct", "evaluation"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
@@ -513,7 +587,9 @@ def _entities_of(args) -> dict:
 
 def cmd_neuroprobe_finetune(args) -> dict:
     """Every seed of one (encoder, task, split type, tested trial): ``<out-dir>/seed<k>/``."""
-    from .evaluation import result_hash, rows
+    import copy
+
+    from .evaluation import NONE, result_hash, rows
     from .neuroprobe_protocol import evaluate_encoder
     from .training.common import pick_device
 
@@ -523,12 +599,17 @@ def cmd_neuroprobe_finetune(args) -> dict:
     overlap = _pretrained_on_benchmark(args, cfg)
     sections = ("model", "pretrain", "rpnt", "finetune", "neuroprobe")
     summary = {}
-    release = _neuroprobe_release(args) if args.model == "barista_release" else None
+    spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
+    if args.model == "barista_release":
+        encoder, spatial_ids = _neuroprobe_release(args)
+        keys.update(variant=NONE, pretrain_seed=0)
+    else:
+        encoder, keys["variant"], keys["pretrain_seed"] = _encoder(args, cfg)
     for seed in args.seeds:
-        encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, seed, release)
-        out = evaluate_encoder(args.results, encoder, task=args.task,
+        out = evaluate_encoder(args.results, copy.deepcopy(encoder), task=args.task,
                                split_type=args.split_type, recording=args.recording,
-                               train_recording=args.train_recording or None, cfg=ft_cfg,
+                               train_recording=args.train_recording or None,
+                               cfg=_finetune_config(cfg, seed),
                                device=pick_device(cfg["model"]["device"]),
                                spatial_ids=spatial_ids)
         metrics = {**out["metrics"], "pretrained_on_benchmark": overlap}
@@ -551,6 +632,7 @@ def _neuroprobe_release(args) -> tuple:
     from .config import RELEASE_PATCH_SAMPLES, RELEASE_SFREQ
     from .data import SignalFile
     from .neuroprobe_protocol import SEGMENTS
+    from .release import RELEASES, load_release
     from .release_ids import channel_release_ids, log_release_ids
 
     folder = Path(args.results) / SEGMENTS
@@ -561,7 +643,12 @@ def _neuroprobe_release(args) -> tuple:
                            f"patches of {RELEASE_PATCH_SAMPLES} samples; these Neuroprobe "
                            f"windows are {meta['sfreq']:g} Hz, {meta['patch_samples']} samples "
                            "per patch (preprocess.resample_hz, segments.length_s/n_patches)")
-    encoder = _load_released(args, meta)
+    name = Path(args.pretrained).stem
+    if name not in RELEASES or RELEASES[name][1] != args.encode:
+        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
+                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
+    encoder, _ = load_release(Path(args.pretrained), name=name,
+                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
     ids = {}
     for rec in filter(None, {args.recording, args.train_recording}):
         order = SignalFile(folder / rec / "signal.parquet").channels
@@ -571,37 +658,6 @@ def _neuroprobe_release(args) -> tuple:
         log_release_ids(found)
         ids[rec] = found.ids
     return encoder, ids
-
-
-def _encoder_for(args, cfg: dict, seed: int, release=None):
-    """The encoder a finetuning job starts from, its finetuning settings and the spatial ids
-    it reads instead of the encode scale's tokens (the released encoders' own; else None)."""
-    import copy
-
-    from .config import barista_overrides
-    from .training.finetune import FinetuneConfig
-    from .training.pretrain import initial_encoder, load_pretrained, model_config
-
-    ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "barista_release")}
-    ft_cfg = FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
-                            cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
-    spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
-    if args.model == "barista":
-        encoder, _ = load_pretrained(args.pretrained)
-    elif args.model == "barista_release":
-        encoder, spatial_ids = copy.deepcopy(release[0]), release[1]
-    elif args.model == "rpnt":
-        from .training.rpnt_pretrain import load_rpnt_encoder
-
-        encoder, _ = load_rpnt_encoder(args.pretrained)
-    else:
-        # the pretraining runs' starting point, so the comparison isolates pretraining
-        encoder = initial_encoder(model_config(Path(args.results), args.encode,
-                                               cfg["model"]["size"],
-                                               barista_overrides(cfg["model"])),
-                                  cfg["pretrain"]["seed"])
-    return encoder, ft_cfg, spatial_ids
 
 
 def cmd_neuroprobe_linear(args) -> dict:
@@ -630,7 +686,7 @@ def cmd_neuroprobe_submission(args) -> dict:
         mask=args.mask, model_name=args.model_name, description=args.description,
         author=args.author, organization=args.organization,
         organization_url=args.organization_url, seed=args.seed, publication=publication,
-        allow_overlap=args.allow_overlap)
+        allow_overlap=args.allow_overlap, variant=args.variant)
     problems = validate_submission(entry, complete=not args.partial)
     if problems:
         raise BaristaError(f"{entry} does not make a leaderboard entry:\n  "
@@ -758,9 +814,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="masking scale (BaRISTA)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--variant", default="paper",
+                   help="BaRISTA pretraining variant (barista.variants): paper, prior+raw, ...")
+    p.add_argument("--seed", type=int, default=None, help="pretraining seed (pretrain.seed)")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
                    help="end after STEPS steps without finishing, as if killed (for tests)")
-    p = add("finetune", cmd_finetune, "finetune a pretrained or random-init model on a task")
+    p = add("finetune", cmd_finetune,
+            "finetune (and probe) one encoder on every task and decoded recording")
     p.add_argument("--results", required=True)
     p.add_argument("--model", choices=["barista", "random_init", "rpnt", "barista_release"],
                    required=True)
@@ -769,15 +829,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None,
                    help="model.pt (--model barista, rpnt) or a released <name>.ckpt "
                         "(--model barista_release)")
-    p.add_argument("--task", required=True)
-    p.add_argument("--recording", required=True)
+    p.add_argument("--variant", default="paper",
+                   help="random_init: the variant whose starting point this is")
+    p.add_argument("--pretrain-seed", type=int, default=None,
+                   help="random_init: the pretraining seed whose starting point this is")
+    p.add_argument("--task", nargs="*", default=None, help="default: finetune.tasks")
+    p.add_argument("--recording", nargs="*", default=None,
+                   help="default: the recordings of evaluation.settings")
     p.add_argument("--recordings", required=True, help="recordings.tsv")
-    p.add_argument("--seeds", type=int, nargs="+", required=True)
-    p.add_argument("--out-dir", required=True, help="writes seed<k>/ for each seed")
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: finetune.seeds")
+    p.add_argument("--probe-only", action="store_true",
+                   help="score the frozen probe only (no finetuning)")
+    p.add_argument("--out-dir", required=True,
+                   help="writes metrics, curve and importance .parquet")
     p = add("linear", cmd_linear, "logistic regression on log band power (the floor)")
     p.add_argument("--results", required=True)
-    p.add_argument("--task", required=True)
-    p.add_argument("--recording", required=True)
+    p.add_argument("--task", nargs="*", default=None, help="default: finetune.tasks")
+    p.add_argument("--recording", nargs="*", default=None,
+                   help="default: the recordings of evaluation.settings")
     p.add_argument("--recordings", required=True, help="recordings.tsv")
     p.add_argument("--out", required=True)
     p = add("reconstruct", cmd_reconstruct, "channel-level reconstruction of a pretrained model")
@@ -786,6 +855,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", required=True)
     p.add_argument("--encode", required=True)
     p.add_argument("--mask", required=True)
+    p.add_argument("--seed", type=int, default=None,
+                   help="masks of the head's fit (default: pretrain.seed)")
     p.add_argument("--out", required=True)
     p = add("collect", cmd_collect, "gather per-job result rows into one Parquet table")
     p.add_argument("--out", required=True)
@@ -829,6 +900,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None)
     p.add_argument("--pretrained", default=None,
                    help="model.pt, or a released <name>.ckpt (--model barista_release)")
+    p.add_argument("--variant", default="paper",
+                   help="random_init: the variant whose starting point this is")
+    p.add_argument("--pretrain-seed", type=int, default=None,
+                   help="random_init: the pretraining seed whose starting point this is")
     p.add_argument("--seeds", type=int, nargs="+", required=True)
     p.add_argument("--out-dir", required=True, help="writes seed<k>/ for each seed")
     p = neuroprobe_job("neuroprobe-linear", cmd_neuroprobe_linear,
@@ -840,6 +915,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding", required=True, help="decoding.parquet")
     p.add_argument("--out", required=True, help="folder the entry folder is written into")
     p.add_argument("--model", required=True, help="model column (barista, rpnt, linear, ...)")
+    p.add_argument("--variant", default=None,
+                   help="pretraining variant column (needed when the model has several)")
     p.add_argument("--encode", default="none")
     p.add_argument("--mask", default="none")
     p.add_argument("--seed", type=int, default=None, help="seed written (default: lowest)")

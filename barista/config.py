@@ -139,6 +139,18 @@ def _check_consistency(cfg: dict) -> None:
         if missing:
             raise ConfigError(f"config key 'model.{key}' names scales {missing} that are not "
                               "built: add them to config key 'scales'")
+    pairs = {f"{e}-{m}" for e in cfg["model"]["encode_scales"] for m in cfg["model"]["mask_scales"]}
+    for name, wanted in cfg["model"]["variants"].items():
+        from .variants import variant_options
+
+        try:
+            variant_options(name)
+        except ConfigError as err:
+            raise ConfigError(f"config key 'model.variants': {err}") from None
+        extra = sorted(set(wanted) - pairs) if wanted != "all" else []
+        if extra:
+            raise ConfigError(f"config key 'model.variants.{name}': scale pairs {extra} are not "
+                              "among model.encode_scales x model.mask_scales")
     rpnt_scale = cfg["rpnt"]["encode_scale"]
     if "rpnt" in cfg["model"]["architectures"] and rpnt_scale not in cfg["scales"]:
         raise ConfigError(f"config key 'rpnt.encode_scale' names scale '{rpnt_scale}', which is "

@@ -13,8 +13,12 @@ import pandas as pd
 from .config import config_hash
 from .errors import ConfigError
 
-RESULT_COLUMNS = ["protocol", "model", "encode_scale", "mask_scale", "task", "subject",
-                  "session", "recording", "seed", "split_kind", "metric", "value", "config_hash"]
+# ``variant``: the BaRISTA pretraining variant (barista.variants; ``paper`` is the paper's
+# method, random-init rows carry the variant they pair with, other models ``none``);
+# ``pretrain_seed``: the pretraining run (and its paired random init); ``seed``: finetuning's
+RESULT_COLUMNS = ["protocol", "model", "variant", "encode_scale", "mask_scale", "task",
+                  "subject", "session", "recording", "pretrain_seed", "seed", "split_kind",
+                  "metric", "value", "config_hash"]
 NONE = "none"
 # how a row was scored: ``barista`` (the study's windows, tasks and splits) or ``neuroprobe``
 # (the benchmark's samples, tasks and splits; barista.neuroprobe)
@@ -149,8 +153,15 @@ def result_hash(cfg: dict, *sections: str) -> str:
 
 def rows(metrics: dict, **columns) -> pd.DataFrame:
     """Tidy rows: one per metric, the other columns repeated (``protocol`` defaults to
-    ``barista``)."""
+    ``barista``; models without pretraining variants default to variant ``none`` and
+    pretraining seed 0, while BaRISTA and random-init rows must name theirs)."""
     columns.setdefault("protocol", "barista")
+    if columns.get("model") not in ("barista", "random_init"):
+        columns.setdefault("variant", NONE)
+        columns.setdefault("pretrain_seed", 0)
+    missing = [c for c in ("variant", "pretrain_seed") if c not in columns]
+    if missing:
+        raise ValueError(f"result rows of model {columns.get('model')} need columns {missing}")
     frame = pd.DataFrame({"metric": list(metrics), "value": [float(v) for v in
                                                              metrics.values()]})
     for key, value in columns.items():

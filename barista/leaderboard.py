@@ -56,10 +56,12 @@ def fold_metric(name: str, fold: int) -> str:
     return f"{name}_fold{fold}"
 
 
-def variant_name(model: str, encode: str, mask: str) -> str:
-    """``BaRISTA parcel/channel``, ``RPNT parcel``, ``Linear (ours)``."""
+def variant_name(model: str, encode: str, mask: str, variant: str = NONE) -> str:
+    """``BaRISTA parcel/channel``, ``BaRISTA prior+raw parcel/channel``, ``RPNT parcel``,
+    ``Linear (ours)`` (the paper's pretraining variant is not named)."""
     scales = "/".join(s for s in (encode, mask) if s and s != NONE)
-    return f"{MODEL_NAMES.get(model, model)} {scales}".strip()
+    named = "" if variant in ("", NONE, "paper") else f" {variant}"
+    return f"{MODEL_NAMES.get(model, model)}{named} {scales}".strip()
 
 
 def neuroprobe_rows(decoding: pd.DataFrame) -> pd.DataFrame:
@@ -74,10 +76,12 @@ def leaderboard_table(decoding: pd.DataFrame, source: str) -> pd.DataFrame:
     the published rows, whose count is the benchmark's: 12, 10 cross-subject)."""
     ours = neuroprobe_rows(decoding)
     ours = ours[ours["metric"] == "auroc"]
+    if "variant" not in ours:  # tables written before pretraining variants
+        ours = ours.assign(variant=NONE)
     rows = []
-    for (model, encode, mask, split, task), cell in ours.groupby(
-            ["model", "encode_scale", "mask_scale", "split_kind", "task"], sort=True):
-        rows.append({"model": variant_name(model, encode, mask), "split_type": split,
+    for (model, variant, encode, mask, split, task), cell in ours.groupby(
+            ["model", "variant", "encode_scale", "mask_scale", "split_kind", "task"], sort=True):
+        rows.append({"model": variant_name(model, encode, mask, variant), "split_type": split,
                      "task": task, "auroc": float(cell["value"].mean()),
                      "n_trials": int(cell["recording"].nunique()), "source": source})
     theirs = published().assign(n_trials=np.nan)
@@ -141,7 +145,7 @@ def write_submission(decoding: pd.DataFrame, out_dir: str | Path, *, model: str,
                      mask: str, model_name: str, description: str, author: str,
                      organization: str, organization_url: str, seed: int | None = None,
                      publication: str | None = None, timestamp: int | None = None,
-                     allow_overlap: bool = False) -> Path:
+                     allow_overlap: bool = False, variant: str | None = None) -> Path:
     """Write one model variant's Neuroprobe rows as a leaderboard entry under ``out_dir``.
 
     One seed's folds are written (``seed``; default the lowest present): the leaderboard holds
@@ -153,6 +157,13 @@ def write_submission(decoding: pd.DataFrame, out_dir: str | Path, *, model: str,
     rows = neuroprobe_rows(decoding)
     rows = rows[(rows["model"] == model) & (rows["encode_scale"] == (encode or NONE))
                 & (rows["mask_scale"] == (mask or NONE))]
+    if "variant" in rows:
+        if variant is not None:
+            rows = rows[rows["variant"] == variant]
+        elif rows["variant"].nunique() > 1:
+            raise DataError(f"Neuroprobe rows of model {model!r} encode {encode!r} mask "
+                            f"{mask!r} have pretraining variants {sorted(set(rows['variant']))}:"
+                            " name one (--variant)")
     if rows.empty:
         raise DataError(f"no Neuroprobe rows of model {model!r} encode {encode!r} mask {mask!r} "
                         "in the decoding table")

@@ -363,3 +363,36 @@ def test_probe_table_reads_only_the_probe_rows(tmp_path, decoding_table):
     cells = pd.read_csv(tmp_path / "probe_table.csv")
     assert "linear" not in set(cells["model"])  # the floor has no encoder to probe
     assert cells["mean"].between(0.5, 0.54).all()
+
+
+def test_variants_are_their_own_rows_and_pair_with_their_own_start():
+    """A pretraining variant is never averaged into the paper's rows; each pretraining run
+    (pretrain_seed) pairs with its own random init, prior+raw with the 'prior' start."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for pseed in (0, 1, 2):
+        for model, variant, mask, offset in (("barista", "paper", "channel", 0.55),
+                                             ("barista", "prior+raw", "channel", 0.75),
+                                             ("random_init", "paper", "none", 0.5),
+                                             ("random_init", "prior", "none", 0.6)):
+            for r in _rows(model, "channel", mask, TASKS[0], "within_session", (0,), rng,
+                           offset):
+                rows.append({**r, "variant": variant, "pretrain_seed": pseed})
+    table = pd.DataFrame(rows)
+    md, cells = tables.results_table(aggregate.tidy(table, "auroc"))
+    names = set(cells["row"])
+    assert {"channel", "BaRISTA prior+raw · channel", "random init · channel",
+            "random init prior · channel"} <= names
+    paper = cells[cells["row"] == "channel"]
+    want = table[(table["variant"] == "paper") & (table["model"] == "barista")
+                 & (table["metric"] == "auroc")]["value"]
+    assert paper["mean"].iloc[0] == pytest.approx(want.mean())
+    assert paper["n"].iloc[0] == len(want) == 15  # 5 sessions x 3 pretraining runs
+    _, paired = decoding.pretrained_vs_random(aggregate.tidy(table, "auroc"))
+    assert set(zip(paired["model"], paired["pairs_with"], strict=True)) == {
+        ("barista", "paper"), ("barista:prior+raw", "prior")}
+    ours = paired[paired["model"] == "barista:prior+raw"].set_index("recording")
+    auroc = table[table["metric"] == "auroc"]
+    means = auroc.groupby(["model", "variant", "recording"])["value"].mean()
+    want = means["barista", "prior+raw"] - means["random_init", "prior"]
+    assert np.allclose(ours["difference"].sort_index(), want.sort_index())

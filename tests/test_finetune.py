@@ -196,14 +196,26 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
                  "--model", "random_init", "--encode", "parcel", "--task", TASK,
                  "--recording", REC, "--recordings", str(recordings), "--seeds", "0", "1",
                  "--out-dir", str(tmp_path / "out")]) == 0
-    rows = pd.concat(pd.read_parquet(tmp_path / "out" / f"seed{s}" / "metrics.parquet")
-                     for s in (0, 1))
+    rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     probe = rows[rows["metric"] == "probe_auroc"]
     # above chance; how far depends on the random encoder (this size, with the release's CNN:
     # 0.64-0.99 over seeds 0-5, 0.81 for seed 3); test_probe_finds_the_oscillation_... checks
     # the probe's power
     assert list(probe["seed"]) == [0] and probe["value"].iloc[0] > 0.75
     assert (rows["metric"] == "auroc").sum() == 2
+    # the random init pairs with the paper variant's run of pretrain.seed
+    assert set(rows["variant"]) == {"paper"} and set(rows["pretrain_seed"]) == {3}
+    curves = pd.read_parquet(tmp_path / "out" / "curve.parquet")
+    assert set(curves["seed"]) == {0, 1} and set(curves["variant"]) == {"paper"}
+    # --probe-only scores the frozen probe alone (pretraining runs past finetune.repeats)
+    assert main(["finetune", "--params", json.dumps(params), "--results", str(results),
+                 "--model", "random_init", "--variant", "prior+raw", "--pretrain-seed", "5",
+                 "--encode", "parcel", "--task", TASK, "--recording", REC, "--recordings",
+                 str(recordings), "--seeds", "0", "--probe-only",
+                 "--out-dir", str(tmp_path / "probe")]) == 0
+    only = pd.read_parquet(tmp_path / "probe" / "metrics.parquet")
+    assert set(only["metric"]) == {"probe_auroc", "probe_windows", "probe_folds"}
+    assert set(only["variant"]) == {"prior+raw"} and set(only["pretrain_seed"]) == {5}
 
 
 def test_cli_release_at_another_rate_names_the_mismatch(results, tmp_path, capsys):

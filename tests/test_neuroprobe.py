@@ -109,10 +109,12 @@ def _decoding(tasks, trials=npb.LITE_SUBJECT_TRIALS, overlap=0):
                     metrics[f"test_roc_auc_fold{k}"] = float(rng.uniform(0.5, 0.9))
                     metrics[f"test_accuracy_fold{k}"] = 0.6
                 frames.append(rows(metrics, protocol="neuroprobe", model="barista",
-                                   encode_scale="parcel", mask_scale="channel", task=task,
+                                   variant="paper", pretrain_seed=0, encode_scale="parcel",
+                                   mask_scale="channel", task=task,
                                    subject=str(s), session=str(t), recording=f"sub-{s}_ses-{t}",
                                    seed=0, split_kind=split, config_hash="x"))
-    frames.append(rows({"auroc": 0.9}, model="barista", encode_scale="parcel",
+    frames.append(rows({"auroc": 0.9}, model="barista", variant="paper", pretrain_seed=0,
+                       encode_scale="parcel",
                        mask_scale="channel", task="speech_vs_nonspeech", subject="1",
                        session="1", recording="sub-1_ses-1", seed=0, split_kind="cross_session",
                        config_hash="x"))
@@ -406,7 +408,7 @@ def test_released_encoder_scores_neuroprobe_windows(tmp_path):
     import torch
 
     from barista import segments
-    from barista.cli import _encoder_for, _neuroprobe_release
+    from barista.cli import _finetune_config, _neuroprobe_release
     from barista.neuroprobe_protocol import evaluate_encoder
 
     torch.set_num_threads(1)
@@ -442,7 +444,7 @@ def test_released_encoder_scores_neuroprobe_windows(tmp_path):
     assert (release[1]["sub-1_ses-1"] > 0).all()  # every parcel is in the release's table
     cfg = {"finetune": {"epochs": 1, "batch_size": 8, "warmup_epochs": 1, "patience": 1},
            "model": {"device": "cpu"}, "evaluation": {"cv_val_fraction": 0.1}}
-    encoder, ft_cfg, spatial_ids = _encoder_for(args, cfg, 0, release)
+    (encoder, spatial_ids), ft_cfg = release, _finetune_config(cfg, 0)
     out = evaluate_encoder(tmp_path, encoder, task="speech", split_type="cross_session",
                            recording="sub-1_ses-1", train_recording="sub-1_ses-2", cfg=ft_cfg,
                            device=torch.device("cpu"), spatial_ids=spatial_ids)

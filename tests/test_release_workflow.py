@@ -89,7 +89,7 @@ def test_release_adds_its_jobs_and_nothing_else(workdir):
     jobs = planned_jobs(snakemake(wd, "-n", config=without, target="all"))
     added = {rule: n - jobs.get(rule, 0) for rule, n in with_release.items()
              if n != jobs.get(rule, 0)}
-    # one checkpoint, one job per (task, decoded recording) and its channel-weight figure
+    # one checkpoint, one finetuning job per encoder and its channel-weight figure
     assert added == {"download_release": 1, "finetune_release": 1, "fig_importance_release": 1}
     assert not set(jobs) - set(with_release)
 
@@ -126,13 +126,12 @@ def test_released_parcel_encoder_finetuned_end_to_end(workdir, server):
     assert metrics["n_folds"] == theirs["n_folds"] == 2
     assert metrics["n_test"] == theirs["n_test"]
     # the job's log names the key mapping and every channel's release id
-    log = (wd / "results" / "tiny" / "logs" / "finetune" / "barista_release" / "parcel" /
-           "speech_vs_nonspeech" / f"{REC}.log").read_text()
+    log = (wd / "results" / "tiny" / "logs" / "finetune" / "barista_release" /
+           "parcel.log").read_text()
     assert re.search(r"backbone\.layers\.0\.attention\.qkv_proj\.weight +-> "
                      r"transformer\.blocks\.0\.attn\.qkv\.weight", log)
     assert "release parcel id" in log and "channels with a known id" in log
-    run = wd / "results" / "tiny" / "finetune" / "barista_release" / "parcel" / \
-        "speech_vs_nonspeech" / REC / "seed0"
+    run = wd / "results" / "tiny" / "finetune" / "barista_release" / "parcel"
     curve = pd.read_parquet(run / "curve.parquet")
     assert set(curve["model"]) == {"barista_release"} and len(curve) >= 2
 

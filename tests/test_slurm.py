@@ -145,7 +145,7 @@ def test_same_results_as_local_run(runs):
     for table in ("decoding.parquet", "reconstruction.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(res_l / table),
                                       pd.read_parquet(res_r / table))
-    model = "models/barista/channel-channel/model.pt"
+    model = "models/barista/paper/channel-channel/seed0/model.pt"
     a = torch.load(res_l / model, map_location="cpu", weights_only=False)
     b = torch.load(res_r / model, map_location="cpu", weights_only=False)
     for part in ("encoder", "ema_tokenizer", "predictor"):
@@ -169,7 +169,7 @@ def test_failed_job_is_reported_with_its_slurm_log(cluster, runs):
     """A corrupt checkpoint fails a finetuning job; run through the gres variant of the
     profile, which must get the job a GPU too."""
     _, remote, _ = runs
-    model = remote / "results/tiny/models/barista/channel-channel/model.pt"
+    model = remote / "results/tiny/models/barista/paper/channel-channel/seed0/model.pt"
     kept = model.stat()
     model.write_bytes(b"not a checkpoint")
     os.utime(model, ns=(kept.st_atime_ns, kept.st_mtime_ns))  # so that nothing else reruns

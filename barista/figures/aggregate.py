@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .style import NONE, SPLIT_ORDER, label, scale_index
+from .style import NONE, SPLIT_ORDER, base_model, label, scale_index, variant_of, with_variant
 
 VARIANT = ["model", "encode_scale", "mask_scale"]
 PANEL = ["split_kind", "task"]
@@ -23,8 +23,12 @@ def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") 
     as text.
 
     Rows without a ``protocol`` are the study's own (``barista``); missing ``split_kind``
-    becomes ``within_session``; missing scales become ``none``; a missing ``seed`` becomes 0
-    (deterministic models).
+    becomes ``within_session``; missing scales become ``none``; a missing ``seed`` or
+    ``pretrain_seed`` becomes 0 (deterministic models). A BaRISTA
+    pretraining variant other than the paper's method becomes a model of its own
+    (``barista:prior+raw``, :func:`barista.figures.style.with_variant`), so no figure or table
+    mixes it with the paper's rows. A run is one (pretraining seed, finetuning seed): ``seed``
+    becomes ``1000 * pretrain_seed + seed``, so sessions x runs are aggregated and paired.
     """
     rows = table[table["metric"] == metric].copy() if "metric" in table else table.copy()
     if "protocol" in rows:
@@ -32,7 +36,8 @@ def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") 
     elif protocol != "barista":
         rows = rows.iloc[0:0]
     defaults = {"split_kind": DEFAULT_SPLIT, "encode_scale": NONE, "mask_scale": NONE,
-                "seed": 0, "subject": "", "session": "", "recording": ""}
+                "seed": 0, "pretrain_seed": 0, "variant": NONE, "subject": "", "session": "",
+                "recording": ""}
     for column, value in defaults.items():
         if column not in rows:
             rows[column] = value
@@ -46,7 +51,12 @@ def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") 
         missing = ~rows["recording"].astype(bool)
         rows.loc[missing, "recording"] = ("sub-" + rows.loc[missing, "subject"] + "_ses-"
                                           + rows.loc[missing, "session"])
-    rows["seed"] = rows["seed"].astype(int)
+    rows["variant"] = rows["variant"].fillna(NONE).astype(str)
+    rows["model"] = pd.Series([with_variant(m, v) for m, v in
+                               rows[["model", "variant"]].to_numpy()], index=rows.index,
+                              dtype=object)
+    rows["seed"] = (1000 * rows["pretrain_seed"].fillna(0).astype(int)
+                    + rows["seed"].fillna(0).astype(int))
     rows["value"] = rows["value"].astype(float)
     return rows.reset_index(drop=True)
 
@@ -70,8 +80,8 @@ def summarise(rows: pd.DataFrame, by: list[str], value: str = "value") -> pd.Dat
 def variant_key(model: str, encode: str, mask: str) -> tuple:
     """Order of variants in figures: grouped by encode scale, pretrained (by mask scale) then
     other models then random init; models without a scale (the linear floor) last."""
-    group = {"barista": 0, "random_init": 2}.get(model, 1)
-    return (*scale_index(encode), group, *scale_index(mask), model)
+    group = {"barista": 0, "random_init": 2}.get(base_model(model), 1)
+    return (*scale_index(encode), group, variant_of(model), *scale_index(mask), model)
 
 
 def split_key(split: str) -> tuple[int, str]:

@@ -20,10 +20,13 @@ from .style import (
     pretty,
     scale_color,
     scale_index,
+    variant_of,
     variant_style,
+    with_variant,
 )
 
-LOSS_LABEL = "masked-token loss (latent MSE, a.u.)"
+LOSS_LABEL = "masked-token loss (MSE)"
+RUN = [*VARIANT, "pretrain_seed"]  # one pretraining run
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -47,24 +50,31 @@ def _scale_legend(encodes: list[str], masks: list[str], random_init: bool = Fals
 
 def pretraining(history: pd.DataFrame) -> Drawn:
     """Training loss per optimizer step (raw, faint, and a moving average) and validation loss
-    per epoch, one line per (encode, mask) pair."""
+    per epoch, one line per pretraining run (variant, encode-mask pair, seed; a variant other
+    than the paper's is its own model, :func:`barista.figures.style.with_variant`). Variants
+    predict different targets, so the loss axis is logarithmic and compares runs of one
+    variant, not variants."""
     if history.empty:
         table = history
     else:
+        history = history.assign(variant=history.get("variant", "paper"),
+                                 pretrain_seed=history.get("pretrain_seed", 0))
+        history["model"] = [with_variant(m, v) for m, v in
+                            history[["model", "variant"]].to_numpy()]
         table = ordered(history.assign(split_kind="", task=""))
-        table = table[["model", "encode_scale", "mask_scale", "split", "epoch", "step",
-                       "loss"]].reset_index(drop=True)
+        table = table[["model", "encode_scale", "mask_scale", "pretrain_seed", "split", "epoch",
+                       "step", "loss"]].reset_index(drop=True)
     with paper_style():
         if table.empty:
             return message_figure("no pretraining histories"), table
-        pairs = sorted({tuple(v) for v in table[VARIANT].itertuples(index=False)},
-                       key=lambda v: variant_key(*v))
+        pairs = sorted({tuple(v) for v in table[RUN].itertuples(index=False)},
+                       key=lambda v: (variant_key(*v[:3]), v[3]))
         fig = new_figure(PAGE_IN, 2.5)
         ax_train, ax_val = fig.subplots(1, 2)
         smoothed = []
         for pair in pairs:
-            style = variant_style(*pair)
-            mine = table[(table[VARIANT] == list(pair)).all(axis=1)]
+            style = variant_style(*pair[:3])
+            mine = table[(table[RUN] == list(pair)).all(axis=1)]
             train = mine[mine["split"] == "train"].sort_values("step")
             val = mine[mine["split"] == "val"].sort_values("step")
             steps = train["step"].to_numpy()
@@ -80,14 +90,19 @@ def pretraining(history: pd.DataFrame) -> Drawn:
                         linewidth=1.0)
         for ax, title in ((ax_train, "training (moving average over steps)"),
                           (ax_val, "validation (end of each epoch)")):
+            ax.set_yscale("log")
             ax.set_xlabel("optimizer step")
             ax.set_ylabel(LOSS_LABEL)
             ax.set_title(title)
         encodes = sorted({p[1] for p in pairs}, key=scale_index)
         masks = sorted({p[2] for p in pairs}, key=scale_index)
-        fig.legend(handles=_scale_legend(encodes, masks), loc="outside right center")
-        out = table.merge(pd.concat(smoothed)[[*VARIANT, "split", "step", "loss_smoothed"]],
-                          on=[*VARIANT, "split", "step"], how="left")
+        variants = sorted({variant_of(p[0]) for p in pairs} - {""})
+        handles = _scale_legend(encodes, masks) + [
+            Line2D([], [], color="#666666", marker="D", markersize=3, label=f"variant {v}")
+            for v in variants]
+        fig.legend(handles=handles, loc="outside right center")
+        out = table.merge(pd.concat(smoothed)[[*RUN, "split", "step", "loss_smoothed"]],
+                          on=[*RUN, "split", "step"], how="left")
         return fig, out
 
 

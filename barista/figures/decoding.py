@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from ..variants import init_variant
 from .aggregate import (
     PANEL,
     SESSION,
@@ -24,6 +25,7 @@ from .style import (
     PAGE_IN,
     Drawn,
     bar_positions,
+    base_model,
     chars_per_line,
     label,
     legend_handles,
@@ -34,6 +36,7 @@ from .style import (
     scale_color,
     scale_index,
     scale_legend,
+    variant_of,
     variant_style,
     wrap,
 )
@@ -205,16 +208,23 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
     encoders) against the random-init model of the same encode scale (both averaged over
     seeds), against the diagonal."""
     means = session_means(rows)
-    random = means[means["model"] == "random_init"]
-    pre = means[means["model"].isin(PRETRAINED) & (means["encode_scale"] != NONE)]
-    keys = PANEL + ["encode_scale"] + SESSION
+    # each pretraining variant is paired with the random init it starts from
+    # (random_init:prior for prior+raw, barista.variants.init_variant)
+    means["pairs_with"] = [
+        init_variant(variant_of(m) or "paper") if base_model(m) == "barista"
+        else (variant_of(m) or "paper") for m in means["model"]]
+    base = means["model"].map(base_model)
+    random = means[base == "random_init"]
+    # the released encoders (variant none) pair with the paper's random init
+    pre = means[base.isin(PRETRAINED) & (means["encode_scale"] != NONE)]
+    keys = PANEL + ["encode_scale", "pairs_with"] + SESSION
     table = pre.merge(random[keys + ["value"]], on=keys, suffixes=("_pretrained",
                                                                    "_random_init"))
     table = table.rename(columns={"value_pretrained": "pretrained",
                                   "value_random_init": "random_init"})
     table["difference"] = table["pretrained"] - table["random_init"]
-    table = ordered(table)[[*PANEL, *VARIANT, *SESSION, "pretrained", "random_init",
-                            "difference"]]
+    table = ordered(table)[[*PANEL, *VARIANT, "pairs_with", *SESSION, "pretrained",
+                            "random_init", "difference"]]
     with paper_style():
         if table.empty:
             return message_figure("no pretrained and random-init results for the same "

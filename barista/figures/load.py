@@ -23,16 +23,27 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+_SEED_DIR = re.compile(r"^seed(?P<seed>[0-9]+)$")
+
+
 def read_histories(paths: list[str | Path]) -> pd.DataFrame:
-    """Pretraining histories, each tagged with the encode and mask scale of its folder
-    (``models/<model>/<encode>-<mask>/history.parquet``)."""
+    """Pretraining histories, each tagged with the model, variant, scale pair and pretraining
+    seed of its folder (``models/<model>/<variant>/<encode>-<mask>/seed<k>/history.parquet``,
+    or ``models/<model>/<encode>-<mask>/history.parquet``: variant ``paper``, seed 0)."""
     frames = []
     for path in map(Path, paths):
-        m = _PAIR_DIR.match(path.parent.name)
+        folder, seed, variant = path.parent, 0, None
+        if (s := _SEED_DIR.match(folder.name)) is not None:
+            seed, folder = int(s["seed"]), folder.parent
+            variant, model = folder.parent.name, folder.parent.parent.name
+        else:
+            variant, model = "paper", folder.parent.name
+        m = _PAIR_DIR.match(folder.name)
         if m is None:
             raise DataError(f"cannot tell the scale pair of {path}: its folder is not "
                             "<encode>-<mask>")
-        frame = pd.read_parquet(path).assign(model=path.parent.parent.name, **m.groupdict())
+        frame = pd.read_parquet(path).assign(model=model, variant=variant, pretrain_seed=seed,
+                                             **m.groupdict())
         frames.append(frame.rename(columns={"encode": "encode_scale", "mask": "mask_scale"}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -24,8 +24,9 @@ METRICS = {"mse": "MSE (z-score units²)", "r2": "R²"}
 
 
 def per_channel(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant, split kind, session and channel with ``mse`` and ``r2`` columns."""
-    keys = ["split_kind", *VARIANT, *SESSION, "channel"]
+    """One row per variant, split kind, session, channel and pretraining run (``seed``) with
+    ``mse`` and ``r2`` columns."""
+    keys = ["split_kind", *VARIANT, *SESSION, "channel", "seed"]
     frames = []
     for metric in METRICS:
         rows = tidy(table, metric)
@@ -116,6 +117,9 @@ def channels(table: pd.DataFrame) -> Drawn:
     with paper_style():
         if wide.empty:
             return message_figure("no reconstruction results"), wide
+        # the mean over pretraining runs of each channel
+        wide = wide.groupby(["split_kind", *VARIANT, *SESSION, "channel"], as_index=False)[
+            list(METRICS)].mean()
         wide = wide.sort_values(["split_kind", "recording", "channel"], kind="stable")
         wide["label"] = [label(*v) for v in wide[VARIANT].itertuples(index=False)]
         variants = sorted({tuple(v) for v in wide[VARIANT].itertuples(index=False)},

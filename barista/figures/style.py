@@ -94,6 +94,9 @@ def scale_index(scale: str) -> tuple[int, str]:
     return (len(SCALE_ORDER) + 1, "") if scale == NONE else (len(SCALE_ORDER), scale)
 
 
+VARIANT_EDGE = "#222222"  # edges of a pretraining variant that is not the paper's method
+
+
 def scale_color(scale: str) -> str:
     return SCALE_COLORS.get(scale) or _pick(scale, _EXTRA_COLORS)
 
@@ -118,23 +121,50 @@ def mask_marker(mask: str) -> str:
     return MASK_MARKERS.get(mask) or ("o" if mask == NONE else _pick(mask, _EXTRA_MARKERS))
 
 
+# A BaRISTA pretraining variant other than the paper's method (barista.variants) is drawn as a
+# model of its own: ``barista:prior+raw`` (and its random init ``random_init:prior+raw``)
+VARIANT_SEP = ":"
+PAPER_VARIANTS = ("", NONE, "paper")
+
+
+def with_variant(model: str, variant: str) -> str:
+    """The model name figures use: the model alone for the paper's method (or models without
+    variants), ``model:variant`` otherwise."""
+    return model if variant in PAPER_VARIANTS else f"{model}{VARIANT_SEP}{variant}"
+
+
+def base_model(model: str) -> str:
+    return model.split(VARIANT_SEP)[0]
+
+
+def variant_of(model: str) -> str:
+    """The variant part of a figure's model name ('' for the paper's method)."""
+    return model.partition(VARIANT_SEP)[2]
+
+
 def pretty(name: str) -> str:
     """A task, split kind or model name as text: ``speech_vs_nonspeech`` -> ``speech vs
-    nonspeech``."""
+    nonspeech``; ``barista:prior+raw`` -> ``BaRISTA prior+raw``."""
+    if VARIANT_SEP in name:
+        return f"{pretty(base_model(name))} {variant_of(name)}"
     return MODEL_NAMES.get(name, name.replace("_", " "))
 
 
 def label(model: str, encode: str, mask: str) -> str:
-    """Short name of a model variant: ``channel/parcel`` (BaRISTA), ``random init channel``,
-    ``linear``, ``RPNT parcel/lobe``."""
+    """Short name of a model variant: ``channel/parcel`` (BaRISTA, the paper's method),
+    ``prior+raw channel/parcel`` (a pretraining variant), ``random init channel``, ``linear``,
+    ``RPNT parcel/lobe``."""
     scales = "/".join(s for s in (encode, mask) if s != NONE)
-    if model == "barista":
-        return scales or "BaRISTA"
+    if base_model(model) == "barista":
+        return f"{variant_of(model)} {scales}".strip() or "BaRISTA"
     return f"{pretty(model)} {scales}".strip()
 
 
 def variant_style(model: str, encode: str, mask: str) -> dict:
-    """Colours, hatch, line style and marker of a model variant, the same in every figure."""
+    """Colours, hatch, line style and marker of a model variant, the same in every figure.
+    A pretraining variant other than the paper's has dark edges and diamond markers."""
+    variant = variant_of(model)
+    model = base_model(model)
     if encode != NONE:
         color = scale_color(encode)
     else:
@@ -142,8 +172,10 @@ def variant_style(model: str, encode: str, mask: str) -> dict:
     style = {"color": color, "facecolor": color, "edgecolor": "white", "hatch": mask_hatch(mask),
              "linestyle": mask_linestyle(mask) if mask != NONE else "-",
              "marker": mask_marker(mask), "hollow": False}
+    if variant:
+        style.update(edgecolor=VARIANT_EDGE, marker="D")
     if model == "random_init":
-        style.update(facecolor="white", edgecolor=color, hatch="",
+        style.update(facecolor="white", edgecolor=VARIANT_EDGE if variant else color, hatch="",
                      linestyle=RANDOM_INIT_LINESTYLE, hollow=True)
     elif model not in ("barista", "linear") and encode != NONE:
         # another model at a scale: the scale's colour, darker edges, its own hatch
@@ -161,10 +193,13 @@ def legend_handles(variants: list[tuple]) -> list:
                for e in encodes]
     handles += [Patch(facecolor="#BBBBBB", edgecolor="white", hatch=mask_hatch(k),
                       label=f"mask {k}") for k in masks]
-    if any(m == "random_init" for m, _, _ in variants):
+    if any(base_model(m) == "random_init" for m, _, _ in variants):
         handles.append(Patch(facecolor="white", edgecolor="#444444", label="random init"))
+    for name in sorted({variant_of(m) for m, _, _ in variants} - {""}):
+        handles.append(Patch(facecolor="#BBBBBB", edgecolor=VARIANT_EDGE,
+                             label=f"variant {name} (dark edge)"))
     for model, encode, mask in variants:
-        if model in ("barista", "random_init"):
+        if base_model(model) in ("barista", "random_init"):
             continue
         style = variant_style(model, encode, mask)
         name = pretty(model) if encode != NONE else label(model, encode, mask)

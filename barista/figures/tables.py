@@ -19,20 +19,21 @@ from .aggregate import (
     variant_summary,
     with_tests,
 )
-from .style import NONE, pretty, scale_index
+from .style import NONE, base_model, pretty, scale_index, variant_of
 
 NO_MASK = "—"  # column of variants without a mask scale
 
 
 def row_name(model: str, encode: str) -> str:
+    """``channel`` for the paper's BaRISTA, ``BaRISTA prior+raw · channel`` for a variant."""
     if model == "barista":
         return encode
     return f"{pretty(model)} · {encode}" if encode != NONE else pretty(model)
 
 
 def _row_key(model: str, encode: str) -> tuple:
-    group = {"barista": 0, "random_init": 2}.get(model, 3 if encode == NONE else 1)
-    return group, model if group in (1, 3) else "", *scale_index(encode)
+    group = {"barista": 0, "random_init": 2}.get(base_model(model), 3 if encode == NONE else 1)
+    return group, variant_of(model), model if group in (1, 3) else "", *scale_index(encode)
 
 
 def results_table(rows: pd.DataFrame, metric_name: str = "test AUROC",

@@ -9,17 +9,24 @@ to another sample's tokens. Three implementations give the same result:
   recording share a channel count, so buckets are large);
 - ``padded``: pad to the longest sample and run masked math attention: the naive baseline the
   benchmarks compare against.
+
+An additive float bias on the scores (the attention prior, :mod:`barista.models.prior`) is
+passed as an object with ``block(starts, n)``, asked once per bucket (or once for the padded
+batch). FlashAttention's varlen kernel takes no bias: with one, ``varlen`` (chosen or picked by
+``auto``) falls back to ``bucketed`` and says so once in the log.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 IMPLEMENTATIONS = ("auto", "varlen", "bucketed", "padded")
+log = logging.getLogger(__name__)
 
 
 def _segments(cu_seqlens: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -27,8 +34,9 @@ def _segments(cu_seqlens: torch.Tensor) -> tuple[list[int], list[int]]:
     return cu[:-1], [b - a for a, b in zip(cu[:-1], cu[1:], strict=True)]
 
 
-def bucketed_attention(q, k, v, cu_seqlens, dropout_p=0.0):
-    """q, k, v: (tokens, heads, head_dim) -> (tokens, heads, head_dim)."""
+def bucketed_attention(q, k, v, cu_seqlens, dropout_p=0.0, bias=None):
+    """q, k, v: (tokens, heads, head_dim) -> (tokens, heads, head_dim); ``bias``: see the
+    module docstring."""
     starts, lengths = _segments(cu_seqlens)
     out = torch.empty_like(q)
     by_length: dict[int, list[int]] = {}
@@ -40,12 +48,13 @@ def bucketed_attention(q, k, v, cu_seqlens, dropout_p=0.0):
         # (samples, heads, n, head_dim)
         qs, ks, vs = (t[idx].reshape(len(group), n, *t.shape[1:]).transpose(1, 2)
                       for t in (q, k, v))
-        o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)
+        mask = None if bias is None else bias.block(group, n).to(q.dtype)
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, dropout_p=dropout_p)
         out[idx] = o.transpose(1, 2).reshape(len(group) * n, *q.shape[1:])
     return out
 
 
-def padded_attention(q, k, v, cu_seqlens, dropout_p=0.0):
+def padded_attention(q, k, v, cu_seqlens, dropout_p=0.0, bias=None):
     """Baseline: pad every sample to the longest, mask the padding, math attention."""
     starts, lengths = _segments(cu_seqlens)
     n_max = max(lengths)
@@ -57,6 +66,8 @@ def padded_attention(q, k, v, cu_seqlens, dropout_p=0.0):
         return (t[idx] * valid[..., None, None]).transpose(1, 2)  # (b, heads, n_max, dim)
 
     mask = valid[:, None, None, :]  # keys that exist
+    if bias is not None:  # padding keys get -inf, real ones the prior's bias
+        mask = bias.block(starts, n_max).to(q.dtype).masked_fill(~mask, float("-inf"))
     with sdpa_kernel(SDPBackend.MATH):
         o = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=mask,
                                            dropout_p=dropout_p)
@@ -74,20 +85,29 @@ def _varlen_attn():
     return varlen_attn
 
 
+@functools.cache
+def _say_no_bias_in_varlen() -> None:
+    log.info("attention: FlashAttention's varlen kernel takes no additive bias; the attention "
+             "prior runs the bucketed implementation instead")
+
+
 def packed_attention(q, k, v, cu_seqlens, max_len: int | None = None, *, impl: str = "auto",
-                     dropout_p: float = 0.0):
+                     dropout_p: float = 0.0, bias=None):
     """Dispatch to an implementation; ``auto`` picks ``varlen`` where it applies."""
     if impl == "auto":
         fast = (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and dropout_p == 0.0
                 and _varlen_attn() is not None)
         impl = "varlen" if fast else "bucketed"
+    if impl == "varlen" and bias is not None:
+        _say_no_bias_in_varlen()
+        impl = "bucketed"
     if impl == "varlen":
         varlen_attn = _varlen_attn()
         if max_len is None:
             max_len = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
         return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len)
     if impl == "bucketed":
-        return bucketed_attention(q, k, v, cu_seqlens, dropout_p)
+        return bucketed_attention(q, k, v, cu_seqlens, dropout_p, bias)
     if impl == "padded":
-        return padded_attention(q, k, v, cu_seqlens, dropout_p)
+        return padded_attention(q, k, v, cu_seqlens, dropout_p, bias)
     raise ValueError(f"unknown attention implementation {impl!r}; one of {IMPLEMENTATIONS}")

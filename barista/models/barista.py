@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from .prior import PRIORS, AttentionPrior
 from .rotary import Rotary
 from .spatial import GridEmbedding, mni_grid_ids, spatial_encoder, warn_mni_grid_rows
 from .tokenizer import TemporalTokenizer
@@ -54,6 +55,14 @@ class BaristaConfig:
     # bidirectional context-based attention instead of fused attention
     position: str = "rotary"
     context_kernel: int = 0
+    # "distance": the learnable spatial-temporal attention prior (barista.models.prior), a
+    # departure from the paper (its variants are named in results, docs/model.md); "none": the
+    # paper's attention
+    attention_prior: str = "none"
+    # what the pretraining predictor predicts for a masked patch (barista.training.targets):
+    # "latent" is the paper's (the EMA tokenizer's token); "raw", "logspec", "raw+logspec" are
+    # variants. It sets the predictor's output width, so it is part of the architecture.
+    target: str = "latent"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,9 +71,13 @@ class BaristaConfig:
 PRESETS = {
     "paper": {},
     # CPU-sized; starts its spatial embeddings small and encodes channels by interpolated MNI
-    # mm (the demo data have MNI positions only; docs/model.md says why)
+    # mm (the demo data have MNI positions only; docs/model.md says why). It also starts with
+    # the attention prior: without it a masked position does not find even an exact visible
+    # copy of its channel within the demo's budget (tests/test_routing.py); the paper's method
+    # is still run by naming variant 'paper' (barista.variants)
     "demo": {"d_model": 32, "n_layers": 2, "n_heads": 2, "ffn_hidden": 64, "cnn_blocks": 3,
-             "spatial_init": "small", "channel_coordinates": "mni"},
+             "spatial_init": "small", "channel_coordinates": "mni",
+             "attention_prior": "distance"},
 }
 
 
@@ -137,6 +150,13 @@ class BaristaEncoder(nn.Module):
                 [IEEG_BASES[k] for k in IEEG_COORDINATES], [1.0, 0.1, 0.1, 0.1, 1.0, 1.0])
         self.transformer = Transformer(c.d_model, c.n_layers, c.n_heads, c.ffn_hidden, c.dropout,
                                        c.context_kernel)
+        if c.attention_prior not in PRIORS:
+            raise ValueError(f"attention_prior {c.attention_prior!r} is not one of {PRIORS}")
+        if c.attention_prior != "none" and c.context_kernel:
+            raise ValueError("attention_prior needs the fused attention; it does not combine "
+                             "with context_kernel > 0")
+        # built last and from constants: the other weights are the same with or without it
+        self.prior = AttentionPrior(c.n_heads) if c.attention_prior == "distance" else None
 
     def spatial_embedding(self, batch: dict) -> torch.Tensor:
         """(channels, d): the encoding-scale embedding of every channel in the batch.
@@ -199,6 +219,8 @@ class BaristaEncoder(nn.Module):
         seq[layout.dest] = h.reshape(n_ch * n_p, -1)
         grid = {"time": layout.patch, "stream": layout.channel} if self.config.context_kernel \
             else None
+        bias = None if self.prior is None else self.prior(
+            batch["coords"].to(x.device), layout.channel, layout.patch)
         out = self.transformer(seq, angles, layout.cu_tokens, layout.max_tokens,
-                               self.config.attention, grid)
+                               self.config.attention, grid, bias)
         return out[layout.dest].reshape(n_ch, n_p, -1)

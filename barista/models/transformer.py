@@ -61,7 +61,7 @@ class Attention(nn.Module):
         self.context = (ContextAttention(n_heads, self.head_dim, context_kernel, causal=False)
                         if context_kernel else None)
 
-    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None):
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None, bias=None):
         q, k, v = self.qkv(x).view(x.shape[0], 3, self.n_heads, self.head_dim).unbind(1)
         if angles is not None:  # (tokens, head_dim/2) or (tokens, heads, head_dim/2)
             a = angles if angles.dim() == 3 else angles[:, None, :]
@@ -69,7 +69,7 @@ class Attention(nn.Module):
         if self.context is not None:
             o = self.context(q, k, v, grid["time"], cu_seqlens, stream=grid["stream"])
         else:
-            o = packed_attention(q, k, v, cu_seqlens, max_len, impl=impl)
+            o = packed_attention(q, k, v, cu_seqlens, max_len, impl=impl, bias=bias)
         return self.dropout(self.out(o.reshape(x.shape[0], -1)))
 
 
@@ -83,8 +83,8 @@ class Block(nn.Module):
         self.ffn = GeGLU(d_model, ffn_hidden, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None):
-        x = x + self.attn(self.norm1(x), angles, cu_seqlens, max_len, impl, grid)
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None, bias=None):
+        x = x + self.attn(self.norm1(x), angles, cu_seqlens, max_len, impl, grid, bias)
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -103,7 +103,9 @@ class Transformer(nn.Module):
             for _ in range(n_layers))
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
 
-    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None):
+    def forward(self, x, angles, cu_seqlens, max_len=None, impl="auto", grid=None, bias=None):
+        """``bias``: an additive attention bias shared by every layer (the attention prior,
+        :class:`barista.models.prior.TokenBias`), or None."""
         for block in self.blocks:
-            x = block(x, angles, cu_seqlens, max_len, impl, grid)
+            x = block(x, angles, cu_seqlens, max_len, impl, grid, bias)
         return self.norm(x)

@@ -29,6 +29,8 @@ def load_masked_latent_model(path: str | Path) -> tuple[MaskedLatentModel, dict]
         model.encoder.load_state_dict(state["encoder"])
         model.predictor.load_state_dict(state["predictor"])
         model.target.shadow.load_state_dict(state["ema_tokenizer"])
+        if model.signal_target is not None:
+            model.signal_target.load_state_dict(state["signal_target"])
     return model.eval(), state
 
 

@@ -63,6 +63,7 @@ from .common import (
 )
 from .ema import EMA
 from .masking import group_mask, sample_generators
+from .targets import SignalTarget, target_size
 
 log = logging.getLogger(__name__)
 HISTORY_FIELDS = ["step", "epoch", "split", "loss", "lr", "ema_momentum", "masked_fraction",
@@ -93,35 +94,61 @@ class PretrainConfig:
 
 
 class Predictor(nn.Module):
-    """MLP with ``n_hidden`` hidden layers (GELU, dropout) from states to target tokens."""
+    """MLP with ``n_hidden`` hidden layers (GELU, dropout) from states to targets
+    (``out_features``: the target's width, ``d_model`` for the paper's latent target)."""
 
-    def __init__(self, d_model: int, n_hidden: int = 3, dropout: float = 0.1):
+    def __init__(self, d_model: int, n_hidden: int = 3, dropout: float = 0.1,
+                 out_features: int | None = None):
         super().__init__()
         layers: list[nn.Module] = []
         for _ in range(n_hidden):
             layers += [nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout)]
-        self.net = nn.Sequential(*layers, nn.Linear(d_model, d_model))
+        self.net = nn.Sequential(*layers, nn.Linear(d_model, out_features or d_model))
 
     def forward(self, x):
         return self.net(x)
 
 
+def build_predictor(config: BaristaConfig) -> Predictor:
+    """The predictor of a model config, its output as wide as ``config.target``'s."""
+    return Predictor(config.d_model, config.predictor_layers, config.dropout,
+                     target_size(config.target, config.d_model, config.patch_samples))
+
+
 class MaskedLatentModel(nn.Module):
-    """Encoder + predictor + EMA tokenizer, with the pretraining loss."""
+    """Encoder + predictor + EMA tokenizer, with the pretraining loss.
+
+    ``config.target`` says what a masked patch's prediction is scored against: the EMA
+    tokenizer's token (``latent``, the paper's) or the signal (:mod:`.targets`).
+    """
 
     def __init__(self, config: BaristaConfig, ema_ramp_steps: int = 1, ema_end: float = 0.996,
                  target_norm: bool = False):
         super().__init__()
         self.target_norm = target_norm
         self.encoder = BaristaEncoder(config)
-        self.predictor = Predictor(config.d_model, config.predictor_layers, config.dropout)
+        self.predictor = build_predictor(config)
         self.target = EMA(self.encoder.tokenizer, end=ema_end, ramp_steps=ema_ramp_steps)
+        self.signal_target = (None if config.target == "latent"
+                              else SignalTarget(config.target, config.patch_samples))
+
+    def prepare(self, windows: SegmentDataset, n_windows: int = 64) -> None:
+        """Fit what the targets need from the data (the log spectrum's per-bin scale) on up
+        to ``n_windows`` training windows evenly spaced over ``windows``: the same ones in
+        every process, whatever its share of the batches."""
+        if self.signal_target is None or not self.signal_target.spectral:
+            return
+        picks = torch.linspace(0, len(windows) - 1, min(n_windows, len(windows))).round()
+        self.signal_target.fit(torch.cat([windows[int(i)]["x"] for i in picks.unique()]))
 
     def forward(self, batch: dict, channel_mask: torch.Tensor) -> dict:
         states = self.encoder(batch, channel_mask=channel_mask)
         pred = self.predictor(states[channel_mask])
-        target = self.target(batch["x"][channel_mask])  # stop-gradient by construction
-        if self.target_norm:
+        if self.signal_target is not None:
+            target = self.signal_target(batch["x"][channel_mask])
+        else:
+            target = self.target(batch["x"][channel_mask])  # stop-gradient by construction
+        if self.target_norm and self.signal_target is None:
             # per-token standardisation (as data2vec does): the loss cannot fall by shrinking
             # the targets, so the tokenizer cannot collapse to a constant
             target = F.layer_norm(target.float(), target.shape[-1:])
@@ -172,6 +199,9 @@ class Objective:
         what ``model.pt`` holds besides the run's description.
     ``configure(results, encode_scale, size, overrides)``
         the architecture for a dataset (patch geometry and vocabulary from its files).
+    ``prepare(model, train)``
+        fits what the objective needs from the training windows before the first step (the
+        log-spectrum target's scale); a resumed run then loads it back from the checkpoint.
 
     An objective whose model only returns a mean loss (as ``RpntPretrainModel`` does) can return
     ``sse = loss * n_samples`` and ``count = n_samples``.
@@ -183,6 +213,7 @@ class Objective:
     final_state: Callable[[nn.Module], dict]
     configure: Callable[[Path, str, str, dict], object] = model_config
     name: str = "barista"
+    prepare: Callable[[nn.Module, SegmentDataset], None] | None = None
 
 
 def build_barista(config: BaristaConfig, cfg: PretrainConfig,
@@ -211,13 +242,20 @@ def barista_after_step(model: MaskedLatentModel, step: int) -> dict:
 
 
 def barista_final_state(model: MaskedLatentModel) -> dict:
-    return {"encoder": model.encoder.state_dict(),
-            "ema_tokenizer": model.target.shadow.state_dict(),
-            "predictor": model.predictor.state_dict()}
+    state = {"encoder": model.encoder.state_dict(),
+             "ema_tokenizer": model.target.shadow.state_dict(),
+             "predictor": model.predictor.state_dict()}
+    if model.signal_target is not None:
+        state["signal_target"] = model.signal_target.state_dict()
+    return state
+
+
+def barista_prepare(model: MaskedLatentModel, train: SegmentDataset) -> None:
+    model.prepare(train)
 
 
 BARISTA = Objective(build=build_barista, loss=barista_loss, after_step=barista_after_step,
-                    final_state=barista_final_state)
+                    final_state=barista_final_state, prepare=barista_prepare)
 
 
 # --- data sharding --------------------------------------------------------------------------
@@ -402,7 +440,10 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
         total_steps = min(total_steps, cfg.max_steps)
 
     seed_everything(cfg.seed)
-    model = objective.build(config, cfg, steps_per_epoch).to(device)
+    model = objective.build(config, cfg, steps_per_epoch)
+    if objective.prepare is not None:
+        objective.prepare(model, train)
+    model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -510,7 +551,7 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
         rows.to_parquet(out_dir / "history.parquet", index=False)
         final = {"config": config.to_dict(), **objective.final_state(model),
                  "encode_scale": encode_scale, "mask_scale": mask_scale,
-                 "recordings": recordings, "steps": step}
+                 "recordings": recordings, "steps": step, "seed": cfg.seed}
         atomic_save(final, out_dir / "model.pt")
         train_loss = rows[rows["split"] == "train"]["loss"]
         summary = {"encode_scale": encode_scale, "mask_scale": mask_scale, "steps": step,

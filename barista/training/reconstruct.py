@@ -19,13 +19,13 @@ from torch import nn
 from ..data import SegmentDataset, collate_packed, make_loader
 from .common import pick_device, seed_everything, seed_of, to_device
 from .masking import group_mask
-from .pretrain import Predictor, load_pretrained
+from .pretrain import build_predictor, load_pretrained
 
 
 def _load(path, device):
     """The online encoder and the predictor exactly as pretraining left them."""
     encoder, state = load_pretrained(path, device, tokenizer="online")
-    predictor = Predictor(encoder.config.d_model, encoder.config.predictor_layers)
+    predictor = build_predictor(encoder.config)
     predictor.load_state_dict(state["predictor"])
     return encoder.to(device).eval(), predictor.to(device).eval(), state
 
@@ -43,7 +43,9 @@ def train_head(model_path: str | Path, results: str | Path, *, recordings: list[
     dev = pick_device(device)
     encoder, predictor, state = _load(model_path, dev)
     seed_everything(seed)
-    d, p = encoder.config.d_model, encoder.config.patch_samples
+    # the head reads the predictor's output: a token (the paper's latent target) or, for the
+    # other targets, the predicted patch or spectrum
+    d, p = predictor.net[-1].out_features, encoder.config.patch_samples
     ds = SegmentDataset(results, "pretrain", encode_scale=state["encode_scale"],
                         mask_scale=state["mask_scale"], roles=("train",), recordings=recordings)
     loader = make_loader(ds, batch_size, seed=seed)

@@ -11,6 +11,7 @@ from barista.config import active_scales, validate_config, visible_gpus
 from barista.errors import ConfigError, DataError
 from barista.evaluation import decoded, heldout
 from barista.release import RELEASES
+from barista.variants import init_variant
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
 config.update(validate_config(config))
@@ -31,7 +32,15 @@ NEUROPROBE = config["neuroprobe"]
 GPU_PER_JOB = 1 if visible_gpus() else 0
 
 
-SEED_ARGS = " ".join(str(s) for s in config["finetune"]["seeds"])
+# pretraining runs of every variant and pair: seeds pretrain.seed, +1, ... (pretrain.repeats);
+# the first finetune.repeats of them are finetuned, the others only probed frozen
+PRETRAIN_SEEDS = [config["pretrain"]["seed"] + i for i in range(config["pretrain"]["repeats"])]
+FINETUNED_SEEDS = PRETRAIN_SEEDS[: config["finetune"]["repeats"] or len(PRETRAIN_SEEDS)]
+EVALUATED_SEEDS = PRETRAIN_SEEDS if config["evaluation"]["probe"] else FINETUNED_SEEDS
+VARIANTS = list(config["model"]["variants"])
+# the random-init baselines: one per encoder a variant starts from (the target changes only
+# what pretraining predicts, barista.variants.init_variant)
+INIT_VARIANTS = list(dict.fromkeys(init_variant(v) for v in VARIANTS))
 
 # the authors' released encoder of each encode scale (finetune.barista_release), downloaded once
 # for every dataset into resources/release/
@@ -42,14 +51,23 @@ def release_checkpoint(encode):
     return f"resources/release/{RELEASE_OF_SCALE[encode]}.ckpt"
 
 
+SEED_ARGS = " ".join(str(s) for s in config["finetune"]["seeds"])
+
+
 def seed_files(stem, name):
-    """One finetuning job runs every seed of a (model, task, recording): its per-seed files."""
+    """A Neuroprobe finetuning job runs every seed of one (encoder, task, split, trial): its
+    per-seed files."""
     return [f"{stem}/seed{s}/{name}" for s in config["finetune"]["seeds"]]
 
 
 def seeds_dir(wildcards, output):
     """The folder holding a finetuning job's seed<k>/ folders."""
     return os.path.dirname(os.path.dirname(output.metrics[0]))
+
+
+def probe_only(wildcards):
+    """A finetuning job of a pretraining seed past finetune.repeats scores the probe alone."""
+    return "" if int(wildcards.pseed) in FINETUNED_SEEDS else "--probe-only"
 
 
 def pretrain_launcher():
@@ -164,8 +182,37 @@ def decoded_recordings():
     return list(decoded(recording_table(), config["evaluation"])["recording"])
 
 
+def decoded_segments(wildcards):
+    """The segment indices of every decoded recording (what a finetuning job reads)."""
+    return [f"{RESULTS}/segments/{r}/index.parquet" for r in decoded_recordings()]
+
+
 def scale_pairs():
     return [(e, m) for e in config["model"]["encode_scales"] for m in config["model"]["mask_scales"]]
+
+
+def variant_pairs(variant):
+    """The (encode, mask) pairs a variant is pretrained for (model.variants)."""
+    wanted = config["model"]["variants"][variant]
+    if wanted == "all":
+        return scale_pairs()
+    return [tuple(p.split("-")) for p in wanted]
+
+
+def pretrained_runs():
+    """(variant, encode, mask, pretraining seed) of every BaRISTA pretraining run."""
+    if "barista" not in ARCHITECTURES:
+        return []
+    return [(v, e, m, s) for v in VARIANTS for e, m in variant_pairs(v) for s in PRETRAIN_SEEDS]
+
+
+def random_init_runs():
+    """(starting variant, encode, seed): the encoder each pretraining run starts from, once
+    for all variants that share it."""
+    # model.architectures without barista (none of ours pretrained) still has random inits
+    runs = {(init_variant(v), e, s) for v in VARIANTS for e, _ in variant_pairs(v)
+            for s in PRETRAIN_SEEDS}
+    return sorted(runs, key=lambda r: (INIT_VARIANTS.index(r[0]), r[1], r[2]))
 
 
 def decoding_results(wildcards):
@@ -177,45 +224,31 @@ def decoding_results(wildcards):
 
 
 def study_results():
-    """Result files of the study's own protocol (evaluation.protocols: barista)."""
+    """Result files of the study's own protocol (evaluation.protocols: barista): one per
+    encoder (all its tasks, recordings and seeds), and the linear floor's."""
     ft = config["finetune"]
     if not ft["tasks"]:
         return []  # pretraining only: the decoding table has no rows
-    recs = decoded_recordings()
-    files = []
-    if "barista" in ARCHITECTURES:
-        files += [
-            f"{RESULTS}/finetune/barista/{e}-{m}/{t}/{r}/seed{s}/metrics.parquet"
-            for e, m in scale_pairs()
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
-        ]
-    if "rpnt" in ARCHITECTURES:
-        files += [
-            f"{RESULTS}/finetune/rpnt/{t}/{r}/seed{s}/metrics.parquet"
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
-        ]
+    files = [
+        f"{RESULTS}/finetune/barista/{v}/{e}-{m}/seed{s}/metrics.parquet"
+        for v, e, m, s in pretrained_runs()
+        if s in EVALUATED_SEEDS
+    ]
     if ft["random_init"]:
         files += [
-            f"{RESULTS}/finetune/random_init/{e}/{t}/{r}/seed{s}/metrics.parquet"
-            for e in config["model"]["encode_scales"]
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
+            f"{RESULTS}/finetune/random_init/{v}/{e}/seed{s}/metrics.parquet"
+            for v, e, s in random_init_runs()
+            if s in EVALUATED_SEEDS
         ]
+    if "rpnt" in ARCHITECTURES:
+        files.append(f"{RESULTS}/finetune/rpnt/metrics.parquet")
     if ft["barista_release"]:
         files += [
-            f"{RESULTS}/finetune/barista_release/{e}/{t}/{r}/seed{s}/metrics.parquet"
+            f"{RESULTS}/finetune/barista_release/{e}/metrics.parquet"
             for e in config["model"]["encode_scales"]
-            for t in ft["tasks"]
-            for r in recs
-            for s in ft["seeds"]
         ]
     if ft["linear_baseline"]:
-        files += [f"{RESULTS}/finetune/linear/{t}/{r}/metrics.parquet" for t in ft["tasks"] for r in recs]
+        files.append(f"{RESULTS}/finetune/linear/metrics.parquet")
     return files
 
 
@@ -225,7 +258,10 @@ def reconstruction_results(wildcards):
     # reconstruction is scored on held-out recordings: none is an error naming the keys,
     # now rather than after pretraining
     heldout(recording_table(), config["evaluation"])
-    return [f"{RESULTS}/reconstruct/{e}-{m}/channels.parquet" for e, m in scale_pairs()]
+    return [
+        f"{RESULTS}/reconstruct/{v}/{e}-{m}/seed{s}/channels.parquet"
+        for v, e, m, s in pretrained_runs()
+    ]
 
 
 # --- the Neuroprobe protocol (evaluation.protocols: neuroprobe; workflow/rules/neuroprobe.smk)
@@ -237,18 +273,25 @@ def neuroprobe_encoders():
     reads. A model family that joins the DAG joins the Neuroprobe protocol by an entry here."""
     ft = config["finetune"]
     out = {}
-    if "barista" in ARCHITECTURES:
-        for e, m in scale_pairs():
-            out[f"barista/{e}-{m}"] = {"args": f"--model barista --encode {e} --mask {m}",
-                                       "model": f"{RESULTS}/models/barista/{e}-{m}/model.pt",
-                                       "scales": (e, m)}
+    # BaRISTA: every variant, at the first pretraining seed only (the benchmark is a second
+    # protocol, not where pretraining runs are compared); random init: the encoder each of
+    # those starts from. Both carry their variant and pretraining seed into the result rows.
+    seed = PRETRAIN_SEEDS[0]
+    for v, e, m, s in pretrained_runs():
+        if s == seed:
+            out[f"barista/{v}/{e}-{m}"] = {
+                "args": f"--model barista --encode {e} --mask {m}",
+                "model": f"{RESULTS}/models/barista/{v}/{e}-{m}/seed{s}/model.pt",
+                "scales": (e, m)}
     if "rpnt" in ARCHITECTURES:
         out["rpnt"] = {"args": "--model rpnt", "model": f"{RESULTS}/models/rpnt/model.pt",
                        "scales": (config["rpnt"]["encode_scale"],)}
     if ft["random_init"]:
-        for e in config["model"]["encode_scales"]:
-            out[f"random_init/{e}"] = {"args": f"--model random_init --encode {e}",
-                                       "model": None, "scales": (e,)}
+        for v, e, s in random_init_runs():
+            if s == seed:
+                out[f"random_init/{v}/{e}"] = {
+                    "args": f"--model random_init --variant {v} --encode {e} --pretrain-seed {s}",
+                    "model": None, "scales": (e,)}
     if ft["barista_release"]:
         # the authors' encoders read 1 s as 4 of their 512-sample patches; their own spatial
         # ids come from our localization, so no token table is read (scales: none)

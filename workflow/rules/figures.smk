@@ -17,18 +17,19 @@ finetune_run_results = lambda wildcards: [
     f for f in study_results() if "/finetune/linear/" not in f
 ]
 
-# metrics.parquet of the runs of one pretrained pair and task (head weights beside it)
+# metrics.parquet of the finetuned runs of one pretrained pair (head weights beside it), of the
+# first variant that pretrains the pair
 importance_run_results = lambda wildcards: [
-    f
-    for f in study_results()
-    if f"/finetune/barista/{wildcards.encode}-{wildcards.mask}/{wildcards.task}/" in f
+    f"{RESULTS}/finetune/barista/{v}/{e}-{m}/seed{s}/metrics.parquet"
+    for v, e, m, s in pretrained_runs()
+    if (e, m) == (wildcards.encode, wildcards.mask)
+    and s in FINETUNED_SEEDS
+    and v == next(x for x in VARIANTS if (e, m) in variant_pairs(x))
 ]
 
-# metrics.parquet of the runs of one released encoder and task (head weights beside it)
+# metrics.parquet of one released encoder, every task (head weights beside it)
 importance_release_results = lambda wildcards: [
-    f
-    for f in decoding_results(wildcards)
-    if f"/finetune/barista_release/{wildcards.encode}/{wildcards.task}/" in f
+    f for f in study_results() if f"/finetune/barista_release/{wildcards.encode}/" in f
 ]
 
 localization_tables = lambda wildcards: [
@@ -39,22 +40,22 @@ localization_tables = lambda wildcards: [
 # the simulated BIDS dataset: its derivatives/simulation/ holds the ground truth
 simulation_truth = lambda wildcards: [BIDS_ROOT] if SOURCE == "simulate" else []
 
-# our BaRISTA's pairs: none when model.architectures leaves it out
-BARISTA_PAIRS = scale_pairs() if "barista" in ARCHITECTURES else []
-
 pretraining_histories = [
-    f"{RESULTS}/models/barista/{e}-{m}/history.parquet" for e, m in BARISTA_PAIRS
+    f"{RESULTS}/models/barista/{v}/{e}-{m}/seed{s}/history.parquet"
+    for v, e, m, s in pretrained_runs()
 ]
 
 # every figure and table that the config's results allow
 FIGURE_NAMES = ["electrodes_parcel", "electrodes_lobe"]
-FIGURE_NAMES += ["pretraining_curves"] if BARISTA_PAIRS else []
+FIGURE_NAMES += ["pretraining_curves"] if pretrained_runs() else []
 FIGURE_TABLES = []
 if config["finetune"]["tasks"] and "barista" in PROTOCOLS:
     FIGURE_NAMES += ["decoding_comparison", "decoding_grid", "finetuning_curves"]
     FIGURE_NAMES += ["pretrained_vs_random"] if config["finetune"]["random_init"] else []
     FIGURE_NAMES += [
-        f"importance/{e}-{m}_{t}" for e, m in BARISTA_PAIRS for t in config["finetune"]["tasks"]
+        f"importance/{e}-{m}_{t}"
+        for e, m in dict.fromkeys((e, m) for _, e, m, _ in pretrained_runs())
+        for t in config["finetune"]["tasks"]
     ]
     if config["finetune"]["barista_release"]:
         FIGURE_NAMES += [
@@ -65,7 +66,7 @@ if config["finetune"]["tasks"] and "barista" in PROTOCOLS:
     FIGURE_TABLES += [f"{FIGURES}/results_table.md", f"{FIGURES}/results_table.csv"]
     if config["evaluation"]["probe"]:
         FIGURE_TABLES += [f"{FIGURES}/probe_table.md", f"{FIGURES}/probe_table.csv"]
-if config["reconstruct"]["enabled"] and BARISTA_PAIRS:
+if config["reconstruct"]["enabled"] and pretrained_runs():
     FIGURE_NAMES += ["reconstruction", "reconstruction_channels"]
 if "neuroprobe" in PROTOCOLS:  # workflow/rules/neuroprobe.smk
     FIGURE_NAMES += ["neuroprobe_leaderboard"]

@@ -1,5 +1,6 @@
-# Model half of the DAG: pretraining per (encode, mask) scale pair and RPNT, finetuning per (model,
-# task, decoded session) with one result folder per seed, the linear floor, reconstruction, tables.
+# Model half of the DAG: pretraining per (variant, encode-mask pair, pretraining seed) and RPNT;
+# finetuning and probing one job per encoder (all tasks, decoded sessions and seeds); the linear
+# floor; reconstruction; the result tables.
 
 
 rule pretrain:
@@ -8,14 +9,14 @@ rule pretrain:
         tokens=lambda wc: token_tables(wc.encode, wc.mask),
         segments=all_channel_tables,
     output:
-        model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
-        history=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/history.parquet",
+        model=f"{RESULTS}/models/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/model.pt",
+        history=f"{RESULTS}/models/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/history.parquet",
     params:
         cfg=lambda wc: scoped_json(["model", "pretrain"], wc.encode, wc.mask, keys=HELDOUT_KEYS),
         results=lambda wc, input: os.path.dirname(input.recordings),
         launch=pretrain_launcher(),
     log:
-        f"{LOGS}/pretrain/{{encode}}-{{mask}}.log",
+        f"{LOGS}/pretrain/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=pretrain_gpus(),
@@ -23,26 +24,28 @@ rule pretrain:
         "../envs/barista.yaml"
     shell:
         "{params.launch} -m barista pretrain --params {params.cfg:q} --results {params.results} "
-        "--recordings {input.recordings} --encode {wildcards.encode} --mask {wildcards.mask} "
+        "--recordings {input.recordings} --variant {wildcards.variant:q} "
+        "--encode {wildcards.encode} --mask {wildcards.mask} --seed {wildcards.pseed} "
         "--out-dir $(dirname {output.model}) --no-progress > {log} 2>&1"
 
 
+# One finetuning job per encoder: every task, decoded recording and finetuning seed in one
+# process (an interpreter start with torch costs as much as a demo finetuning run).
 rule finetune_pretrained:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
-        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+        model=f"{RESULTS}/models/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/model.pt",
+        segments=decoded_segments,
     output:
-        metrics=seed_files(f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}", "metrics.parquet"),
-        curve=seed_files(f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}", "curve.parquet"),
-        importance=seed_files(f"{RESULTS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}", "importance.parquet"),
+        metrics=f"{RESULTS}/finetune/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/importance.parquet",
     params:
-        seeds=SEED_ARGS,
-        out_dir=seeds_dir,
         cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode, wc.mask),
         results=lambda wc, input: os.path.dirname(input.recordings),
+        probe_only=probe_only,
     log:
-        f"{LOGS}/finetune/barista/{{encode}}-{{mask}}/{{task}}/{{rec}}.log",
+        f"{LOGS}/finetune/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -51,30 +54,27 @@ rule finetune_pretrained:
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
         "--model barista --encode {wildcards.encode} --mask {wildcards.mask} "
-        "--pretrained {input.model} --task {wildcards.task} --recording {wildcards.rec} "
-        "--recordings {input.recordings} "
-        "--seeds {params.seeds} --out-dir {params.out_dir} > {log} 2>&1"
+        "--pretrained {input.model} --recordings {input.recordings} {params.probe_only} "
+        "--out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule finetune_random_init:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
         tokens=lambda wc: token_tables(wc.encode),
-        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+        segments=decoded_segments,
     output:
-        metrics=seed_files(f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}", "metrics.parquet"),
-        curve=seed_files(f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}", "curve.parquet"),
-        importance=seed_files(f"{RESULTS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}", "importance.parquet"),
+        metrics=f"{RESULTS}/finetune/random_init/{{variant}}/{{encode}}/seed{{pseed}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/random_init/{{variant}}/{{encode}}/seed{{pseed}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/random_init/{{variant}}/{{encode}}/seed{{pseed}}/importance.parquet",
     params:
-        seeds=SEED_ARGS,
-        out_dir=seeds_dir,
-        # the random-init model is the encoder pretraining starts from: pretrain.seed's
-        cfg=lambda wc: scoped_json(
-            ["model", "finetune", "evaluation"], wc.encode, keys=["pretrain.seed"]
-        ),
+        # the random-init model is the encoder the variant's pretraining run of this seed
+        # starts from
+        cfg=lambda wc: scoped_json(["model", "finetune", "evaluation"], wc.encode),
         results=lambda wc, input: os.path.dirname(input.recordings),
+        probe_only=probe_only,
     log:
-        f"{LOGS}/finetune/random_init/{{encode}}/{{task}}/{{rec}}.log",
+        f"{LOGS}/finetune/random_init/{{variant}}/{{encode}}/seed{{pseed}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -82,10 +82,9 @@ rule finetune_random_init:
         "../envs/barista.yaml"
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
-        "--model random_init --encode {wildcards.encode} --task {wildcards.task} "
-        "--recording {wildcards.rec} --recordings {input.recordings} --seeds {params.seeds} "
-        "--out-dir {params.out_dir} "
-        "> {log} 2>&1"
+        "--model random_init --variant {wildcards.variant:q} --encode {wildcards.encode} "
+        "--pretrain-seed {wildcards.pseed} --recordings {input.recordings} "
+        "{params.probe_only} --out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule download_release:
@@ -105,25 +104,25 @@ rule download_release:
         "--dest $(dirname {output}) > {log} 2>&1"
 
 
+# the authors' released encoder of one encode scale, one job like the others (every task,
+# decoded recording and seed); its own spatial ids are read per recording from our localization
 rule finetune_release:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
         model=lambda wc: release_checkpoint(wc.encode),
-        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+        segments=decoded_segments,
     output:
-        metrics=seed_files(f"{RESULTS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}", "metrics.parquet"),
-        curve=seed_files(f"{RESULTS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}", "curve.parquet"),
-        importance=seed_files(f"{RESULTS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}", "importance.parquet"),
+        metrics=f"{RESULTS}/finetune/barista_release/{{encode}}/metrics.parquet",
+        curve=f"{RESULTS}/finetune/barista_release/{{encode}}/curve.parquet",
+        importance=f"{RESULTS}/finetune/barista_release/{{encode}}/importance.parquet",
     params:
-        seeds=SEED_ARGS,
-        out_dir=seeds_dir,
         # the released encoder is fixed: no pretraining or architecture option applies to it
         cfg=lambda wc: scoped_json(
             ["finetune", "evaluation"], wc.encode, keys=["model.device", "model.threads"]
         ),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/finetune/barista_release/{{encode}}/{{task}}/{{rec}}.log",
+        f"{LOGS}/finetune/barista_release/{{encode}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -132,8 +131,7 @@ rule finetune_release:
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
         "--model barista_release --encode {wildcards.encode} --pretrained {input.model} "
-        "--task {wildcards.task} --recording {wildcards.rec} --recordings {input.recordings} "
-        "--seeds {params.seeds} --out-dir {params.out_dir} > {log} 2>&1"
+        "--recordings {input.recordings} --out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule pretrain_rpnt:
@@ -167,18 +165,16 @@ rule finetune_rpnt:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
         model=f"{RESULTS}/models/rpnt/model.pt",
-        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+        segments=decoded_segments,
     output:
-        metrics=seed_files(f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}", "metrics.parquet"),
-        curve=seed_files(f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}", "curve.parquet"),
-        importance=seed_files(f"{RESULTS}/finetune/rpnt/{{task}}/{{rec}}", "importance.parquet"),
+        metrics=f"{RESULTS}/finetune/rpnt/metrics.parquet",
+        curve=f"{RESULTS}/finetune/rpnt/curve.parquet",
+        importance=f"{RESULTS}/finetune/rpnt/importance.parquet",
     params:
-        seeds=SEED_ARGS,
-        out_dir=seeds_dir,
         cfg=scoped_json(["model", "pretrain", "rpnt", "finetune", "evaluation"], config["rpnt"]["encode_scale"]),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/finetune/rpnt/{{task}}/{{rec}}.log",
+        f"{LOGS}/finetune/rpnt.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -186,43 +182,42 @@ rule finetune_rpnt:
         "../envs/barista.yaml"
     shell:
         "python -m barista finetune --params {params.cfg:q} --results {params.results} "
-        "--model rpnt --pretrained {input.model} --task {wildcards.task} "
-        "--recording {wildcards.rec} --recordings {input.recordings} --seeds {params.seeds} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "--model rpnt --pretrained {input.model} --recordings {input.recordings} "
+        "--out-dir $(dirname {output.metrics}) > {log} 2>&1"
 
 
 rule linear_baseline:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        segments=lambda wc: f"{RESULTS}/segments/{wc.rec}/index.parquet",
+        segments=decoded_segments,
     output:
-        f"{RESULTS}/finetune/linear/{{task}}/{{rec}}/metrics.parquet",
+        f"{RESULTS}/finetune/linear/metrics.parquet",
     params:
         cfg=as_json("evaluation"),
+        tasks=" ".join(config["finetune"]["tasks"]),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/finetune/linear/{{task}}/{{rec}}.log",
+        f"{LOGS}/finetune/linear.log",
     conda:
         "../envs/barista.yaml"
     shell:
         "python -m barista linear --params {params.cfg:q} --results {params.results} "
-        "--task {wildcards.task} --recording {wildcards.rec} --recordings {input.recordings} "
-        "--out {output} > {log} 2>&1"
+        "--recordings {input.recordings} --task {params.tasks} --out {output} > {log} 2>&1"
 
 
 rule reconstruct:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        model=f"{RESULTS}/models/barista/{{encode}}-{{mask}}/model.pt",
+        model=f"{RESULTS}/models/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/model.pt",
     output:
-        f"{RESULTS}/reconstruct/{{encode}}-{{mask}}/channels.parquet",
+        f"{RESULTS}/reconstruct/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/channels.parquet",
     params:
         cfg=lambda wc: scoped_json(
             ["model", "pretrain", "reconstruct"], wc.encode, wc.mask, keys=HELDOUT_KEYS
         ),
         results=lambda wc, input: os.path.dirname(input.recordings),
     log:
-        f"{LOGS}/reconstruct/{{encode}}-{{mask}}.log",
+        f"{LOGS}/reconstruct/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}.log",
     threads: config["model"]["threads"]
     resources:
         gpu=GPU_PER_JOB,
@@ -231,7 +226,7 @@ rule reconstruct:
     shell:
         "python -m barista reconstruct --params {params.cfg:q} --results {params.results} "
         "--recordings {input.recordings} --model-path {input.model} --encode {wildcards.encode} "
-        "--mask {wildcards.mask} --out {output} > {log} 2>&1"
+        "--mask {wildcards.mask} --seed {wildcards.pseed} --out {output} > {log} 2>&1"
 
 
 rule decoding_table:
