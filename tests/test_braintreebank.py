@@ -529,10 +529,11 @@ def test_paper_config_dry_runs_to_the_paper_job_list(tmp_path):
     assert jobs["preprocess"] == jobs["segment"] == jobs["words"] == 26
     assert jobs["localize"] == 10 and jobs["tokens"] == 3
     assert jobs["pretrain"] == n_pairs and jobs["reconstruct"] == n_pairs
-    assert jobs["finetune_pretrained"] == n_pairs * 2 * 7  # pairs x tasks x test sessions
-    assert jobs["finetune_random_init"] == 3 * 2 * 7
-    assert jobs["linear_baseline"] == 2 * 7
-    assert jobs["finetune_release"] == 3 * 2 * 7  # the authors' encoders, one per scale
+    # one finetuning job per encoder, each on both tasks and the 7 decoded sessions
+    assert jobs["finetune_pretrained"] == n_pairs
+    assert jobs["finetune_random_init"] == 3  # one per encode scale
+    assert jobs["linear_baseline"] == 1
+    assert jobs["finetune_release"] == 3  # the authors' encoders, one per scale
 
 
 @pytest.mark.slow

@@ -390,8 +390,10 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     set_key(mine, "rpnt.encode_scale", "channel")
     (tmp_path / "my_config.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
 
+    # channel-channel: every variant of the copy, each pretrain.repeats times
+    runs = len(mine["model"]["variants"]) * mine["pretrain"]["repeats"]
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
-    assert jobs["tokens"] == 1 and jobs["pretrain"] == 1  # channel-channel
+    assert jobs["tokens"] == 1 and jobs["pretrain"] == runs
     run_snakemake(tmp_path, ["data", "--cores", "2", "--configfile", "my_config.yaml"])
     res = tmp_path / "results" / "mystudy"
     assert sorted(p.name for p in (res / "tokens").iterdir()) == ["channel"]
@@ -401,8 +403,9 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     assert len(tokens) and (tokens["token_id"] > 0).all()  # every channel its own token
     # with the recordings known, the whole study's DAG is complete (decoded sessions etc.)
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
-    assert jobs["pretrain"] == jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
-    assert jobs["finetune_pretrained"] == jobs["finetune_rpnt"] > 0
+    assert jobs["pretrain"] == runs and jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
+    # one finetuning (or, past finetune.repeats, probing) job per pretraining run
+    assert jobs["finetune_pretrained"] == runs and jobs["finetune_rpnt"] == 1
 
 
 @pytest.mark.slow
@@ -433,7 +436,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     mine["scales"] = {"channel": {}}
     mine["model"].update(architectures=["barista"], encode_scales=["channel"],
                          mask_scales=["channel"])
-    mine["pretrain"]["epochs"] = 1
+    mine["model"]["variants"] = {"paper": ["channel-channel"]}
+    mine["pretrain"].update(epochs=1, repeats=1)
     cfg = tmp_path / "archive.yaml"
     cfg.write_text(yaml.safe_dump(mine))
 
@@ -441,7 +445,7 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     res = tmp_path / "results" / "archive"
     decoding = pd.read_parquet(res / "decoding.parquet")
     assert decoding.empty and list(decoding.columns) == RESULT_COLUMNS
-    model = torch.load(res / "models" / "barista" / "channel-channel" / "model.pt",
+    model = torch.load(res / "models" / "barista" / "paper" / "channel-channel" / "seed0" / "model.pt",
                        weights_only=False)
     assert model["recordings"] == ["sub-01_ses-01_task-listen_run-01",
                                    "sub-01_ses-02_task-listen_run-01"]
