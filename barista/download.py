@@ -6,7 +6,8 @@ tagged snapshot is listed through OpenNeuro's GraphQL API, whose URLs pin the S3
 ``versionId`` of each file. Transfers are resumable (``<file>.part`` plus an HTTP
 ``Range`` request), verified (size, and MD5 when the listing knows it) and atomic (only a
 verified file is renamed to its final name). Only :mod:`urllib.request` and :mod:`tqdm`
-(for the progress bar) are used.
+(for the progress bar) are used. Why this is not openneuro-py (fixed endpoints, in-place
+resumption, GPL) or DataLad (git-annex): docs/download.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ its pretraining started from (``initial_encoder``, the DAG's random-init baselin
 paper's head and freezing, k-fold cross-validated over every labelled window of each
 recording (stratified folds, fixed epochs, no early stopping, so no validation windows are
 needed). Each window is tested once. The score per recording is the mean per-fold AUROC. The
-results are written to ``--out`` and quoted in docs/model.md.
+results are written to ``--out`` and quoted in docs/notes/latent_objective_small_scale.md.
 
     python benchmarks/finetune_cv.py --results results/demo \\
         --model results/demo/models/barista/parcel-parcel/model.pt --lr-head 1e-3 1e-2

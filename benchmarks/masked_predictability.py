@@ -6,8 +6,8 @@ all other channels, or on its three nearest contacts, fitted on even windows and
 ones. Given ``--model`` (a BaRISTA ``model.pt``), it also scores the model as pretraining
 uses it: on the pretraining recordings' validation windows with the pretraining masks, the
 R^2 of the predictor's output against the EMA-target tokens (``latent_r2``) and the variance
-of that output (near 0 when the predictor has collapsed to one token). docs/model.md quotes
-these numbers.
+of that output (near 0 when the predictor has collapsed to one token).
+docs/notes/latent_objective_small_scale.md quotes these numbers.
 
     python benchmarks/masked_predictability.py --results results/demo \
         --model results/demo/models/barista/channel-channel/model.pt

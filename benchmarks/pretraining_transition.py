@@ -10,7 +10,7 @@ compared on each ``--task`` by a frozen-feature probe (``barista.training.probe`
 classifier on every token's state, cross-validated over the chronological folds of every
 recording), and the channel-level reconstruction R^2 of the held-out recordings is measured
 as the ``reconstruct`` rule does. One run per ``--seed``; the results are written to ``--out``
-and quoted in docs/model.md.
+and quoted in docs/notes/latent_objective_small_scale.md.
 
     python benchmarks/pretraining_transition.py --results results/demo --seed 0 1 2 \\
         --override d_model=64 --override n_heads=4 --steps 500 --every 50

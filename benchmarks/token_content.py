@@ -7,7 +7,8 @@ patch's token (the tokenizer's output, before the spatial embedding) to that pat
 in the band, fitted and scored on separate halves of the windows. It also reports how much of
 the token is a linear function of the raw patch. It compares the tokenizer finetuning starts
 from (the EMA tokenizer of a ``model.pt``) with the one its pretraining started from
-(``initial_encoder``). Results go to ``--out`` and are quoted in docs/model.md.
+(``initial_encoder``). Results go to ``--out`` and are quoted in
+docs/notes/latent_objective_small_scale.md.
 
     python benchmarks/token_content.py --results results/demo \\
         --model results/demo/models/barista/parcel-parcel/model.pt \\

@@ -500,7 +500,7 @@ def test_roles_naming_a_missing_trial_are_an_error(tmp_path):
 def _snakemake(workdir: Path, cfg: dict, *args: str, target: str = "all") -> str:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+    cmd = ["snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory", str(workdir),
            "--configfile", str(path), "--cores", "2", target, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -78,7 +78,7 @@ def test_snakefile_parses_without_importing_torch(tmp_path):
              "    return real(name, *a, **k)\n"
              "builtins.__import__ = guard\n"
              "from snakemake.cli import main\n"
-             f"sys.argv = ['snakemake', '-s', {str(repo / 'Snakefile')!r}, '-d', "
+             f"sys.argv = ['snakemake', '-s', {str(repo / 'workflow/Snakefile')!r}, '-d', "
              f"{str(tmp_path)!r}, '--configfile', {str(repo / 'config/config.yaml')!r}, "
              "'-n', '--quiet', 'rules']\n"
              "main()\n")

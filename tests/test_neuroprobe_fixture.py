@@ -181,7 +181,7 @@ def _config(root: Path, protocols: list[str], tasks: list[str]) -> dict:
 def _snakemake(workdir: Path, config: dict, *args: str, target: str = "all") -> str:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+    done = subprocess.run(["snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory",
                            str(workdir), "--configfile", str(path), "--cores", "2", target,
                            *args], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

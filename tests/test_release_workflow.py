@@ -151,7 +151,7 @@ def test_wrong_checkpoint_bytes_stop_the_download_rule(tmp_path):
     cfg["release"] = {"url": f"http://127.0.0.1:{httpd.server_address[1]}/{{name}}.ckpt"}
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
     try:
-        done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+        done = subprocess.run(["snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory",
                                str(wd), "--configfile", str(wd / "config.yaml"), "--cores", "1",
                                "resources/release/parcels_chans.ckpt"],
                               capture_output=True, text=True, timeout=300)
@@ -167,7 +167,7 @@ def test_demo_geometry_with_release_stops_before_any_job(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["finetune"]["barista_release"] = True
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+    done = subprocess.run(["snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory",
                            str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
                            "-n", "all"], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0

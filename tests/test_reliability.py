@@ -300,7 +300,7 @@ def run_snakemake(workdir: Path, args: list[str], ok: bool = True) -> str:
     import os
     import subprocess
 
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    cmd = ["snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory", str(workdir), *args]
     # the rules' `python -m barista` must import this checkout's package
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))

@@ -6,10 +6,9 @@ each channel is its own masking group, so a masked channel's twin is visible abo
 time and copying it gives an R^2 of about 0.7 against the targets. The default demo model
 (``preset("demo")``, its default attention and target) must get past 0.5 within 150 steps.
 
-Measured on the release's architecture when this test was written (lr 3e-3, step 150): with the
-attention prior 0.54, 0.67, 0.65 (latent target, seeds 0-2) and 0.58 (raw target, seed 0); the
-paper's attention without it stays at -0.001 (latent) and -0.002 (raw) (docs/model.md,
-"Pretraining variants").
+The paper's attention without the prior stays near 0 here and the prior gets well past 0.5
+(docs/model.md, "Pretraining variants"; the measured values are in
+docs/notes/pretraining_variants.md, "Routing test").
 """
 
 import pytest

@@ -68,7 +68,7 @@ def snakemake(workdir: Path, target: str, *args: str, env: dict | None = None, o
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
     cmd = ["timeout", "-s", "INT", "-k", "30", str(limit_s),
-           "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory", str(workdir),
            target, "--configfile", str(cfg), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     log = done.stdout + done.stderr
@@ -88,7 +88,8 @@ def executed(log: str) -> tuple[Counter, Counter]:
 
 def local_rules() -> set[str]:
     """The rules named in the Snakefile's `localrules:` (one line, or one rule a line)."""
-    block = re.search(r"^localrules:(.*?)\n\n", (REPO / "Snakefile").read_text(), re.M | re.S)
+    snakefile = (REPO / "workflow/Snakefile").read_text()
+    block = re.search(r"^localrules:(.*?)\n\n", snakefile, re.M | re.S)
     return set(block.group(1).replace(",", " ").split())
 
 
@@ -153,28 +154,16 @@ def test_same_results_as_local_run(runs):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
 
 
-def test_gres_profile_differs_only_in_the_gpu_request():
-    plain = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
-    gres = yaml.safe_load((REPO / "profiles/slurm-gres/config.yaml").read_text())
-    gpu_rules = {r for r, res in plain["set-resources"].items() if "gpu" in res}
-    assert gpu_rules >= GPU_RULES
-    for rule in gpu_rules:
-        assert plain["set-resources"][rule].pop("gpu") == 1
-        assert gres["set-resources"][rule].pop("gpu") == 0
-        assert gres["set-resources"][rule].pop("gres") == "gpu:1"
-    assert plain == gres
-
-
 def test_failed_job_is_reported_with_its_slurm_log(cluster, runs):
-    """A corrupt checkpoint fails a finetuning job; run through the gres variant of the
-    profile, which must get the job a GPU too."""
+    """A corrupt checkpoint fails a finetuning job; run with the profile's GPUs requested as
+    generic resources (BARISTA_SLURM_GRES, sbatch --gres), which must get the job a GPU too."""
     _, remote, _ = runs
     model = remote / "results/tiny/models/barista/paper/channel-channel/seed0/model.pt"
     kept = model.stat()
     model.write_bytes(b"not a checkpoint")
     os.utime(model, ns=(kept.st_atime_ns, kept.st_mtime_ns))  # so that nothing else reruns
-    env = {**cluster.env, "BARISTA_SLURM_PARTITION": PARTITION}
-    log = snakemake(remote, "models", "--workflow-profile", str(REPO / "profiles/slurm-gres"),
+    env = {**cluster.env, "BARISTA_SLURM_PARTITION": PARTITION, "BARISTA_SLURM_GRES": "gpu:1"}
+    log = snakemake(remote, "models", "--workflow-profile", str(PROFILE),
                     *FAST, "--forcerun", "finetune_pretrained", env=env, ok=False)
     assert executed(log)[0] == {"finetune_pretrained": 1}, executed(log)
     failed = re.search(r"SLURM-job '(\d+)' failed", log)

@@ -9,24 +9,10 @@ import subprocess
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import REPO, TINY, planned_jobs, snakemake
+from test_workflow import REPO, planned_jobs, snakemake
 
-STUDY = copy.deepcopy(TINY)
-STUDY["dataset"]["simulate"].update(n_sessions=2, duration_s=240.0)
-STUDY.update({
-    "model": {"size": "demo", "architectures": ["barista", "rpnt"], "encode_scales": ["parcel"],
-              "mask_scales": ["channel"],
-              "variants": {"paper": "all", "prior+raw": ["parcel-channel"]}},
-    # two pretraining runs per variant; the second is only probed (finetune.repeats)
-    "pretrain": {"epochs": 1, "batch_size": 16, "warmup_epochs": 1, "ema_ramp_epochs": 1,
-                 "repeats": 2},
-    "rpnt": {"lr": 1e-3, "warmup_epochs": 1},
-    "finetune": {"tasks": ["speech_vs_nonspeech"], "seeds": [0], "epochs": 2, "batch_size": 16,
-                 "warmup_epochs": 1, "patience": 2, "repeats": 1},
-    "reconstruct": {"epochs": 1, "batch_size": 16, "max_windows": 4},
-    "evaluation": {"heldout_sessions": 1, "heldout_subjects": 1,
-                   "settings": ["within_session", "cross_session", "cross_subject"]},
-})
+# the catalog's test configuration (.test/config/config.yaml; tests/test_catalog.py dry-runs it)
+STUDY = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
 SETTINGS = {"within_session", "cross_session", "cross_subject"}
 
 pytestmark = [pytest.mark.slow,
@@ -98,7 +84,8 @@ def test_results_table_lists_both_models_per_setting(study):
 
 def test_report_is_built(study):
     out = study / "report.html"
-    done = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(study),
+    done = subprocess.run(["snakemake", "-s", str(REPO / "workflow/Snakefile"),
+                           "--directory", str(study),
                            "--configfile", str(study / "config.yaml"), "--report", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -13,13 +13,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "dataset": {"name": "tiny", "source": "simulate",
-                "simulate": {"n_subjects": 2, "n_sessions": 1, "duration_s": 40.0,
-                             "sfreq": 256.0, "n_shafts": 3, "contacts_per_shaft": 6}},
-    "preprocess": {"resample_hz": 128.0},
-    "segments": {"length_s": 2.0, "n_patches": 4},
-}
+# the data stage's test configuration, shared with CI's dry runs (tests/test_catalog.py)
+TINY = yaml.safe_load((REPO / ".test/config_data/config.yaml").read_text())
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")]
@@ -29,7 +24,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None,
               target: str = "data") -> str:
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump(config or TINY))
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+    cmd = ["snakemake", "-s", str(REPO / "workflow/Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), "--cores", "2", target, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -3,10 +3,10 @@
 Masked pretraining asks a masked position (the mask token plus its spatial embedding: no
 content) to find the few visible tokens that predict it, a contact's nearest neighbours at the
 same patch, among hundreds. At initialisation the query-key scores carry no notion of "near",
-so about 1% of a masked position's attention lands on its three nearest neighbours at the same
-patch, and on the demo the model does not leave that state within its budget (docs/model.md,
-"Pretraining variants"). This prior adds, for every head ``h`` and every pair of tokens
-``i, j`` of one sample,
+so little of a masked position's attention lands on its nearest neighbours at the same patch,
+and on the demo the model does not leave that state within its budget (docs/model.md,
+"Pretraining variants"; measurements in docs/notes/pretraining_variants.md). This prior adds,
+for every head ``h`` and every pair of tokens ``i, j`` of one sample,
 
     bias[h, i, j] = -softplus(a_h) * distance_mm(i, j) / 10 + b_h * [patch(i) == patch(j)]
 

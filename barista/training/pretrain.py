@@ -611,8 +611,9 @@ def initial_encoder(config: BaristaConfig, seed: int) -> BaristaEncoder:
     """The encoder a pretraining run with ``seed`` starts from, before any step.
 
     The random-init baseline is this encoder, so it differs from a pretrained model only by
-    pretraining: on the demo, frozen-probe AUROCs of random inits range 0.52-0.72 from seed to
-    seed, more than pretraining changes them (docs/model.md).
+    pretraining: on the demo, random initialisations differ from seed to seed in a frozen probe
+    by more than pretraining changes them (docs/model.md, "Evaluation protocol"; numbers in
+    docs/notes/latent_objective_small_scale.md).
     """
     seed_everything(seed)
     return MaskedLatentModel(config).encoder  # built first, as pretraining builds it
