@@ -445,8 +445,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     res = tmp_path / "results" / "archive"
     decoding = pd.read_parquet(res / "decoding.parquet")
     assert decoding.empty and list(decoding.columns) == RESULT_COLUMNS
-    model = torch.load(res / "models" / "barista" / "paper" / "channel-channel" / "seed0" / "model.pt",
-                       weights_only=False)
+    run = res / "models" / "barista" / "paper" / "channel-channel" / "seed0"
+    model = torch.load(run / "model.pt", weights_only=False)
     assert model["recordings"] == ["sub-01_ses-01_task-listen_run-01",
                                    "sub-01_ses-02_task-listen_run-01"]
     figures = sorted(p.name for p in (res / "figures").glob("*.png"))
