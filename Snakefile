@@ -46,7 +46,8 @@ include: "workflow/rules/neuroprobe.smk"
 
 # Run by Snakemake itself, not submitted to a cluster: downloads (compute nodes are often
 # offline), the small bookkeeping steps, the result tables, the figures and the aggregate
-# targets. A new rule of that kind belongs here too.
+# targets. A new rule of that kind belongs here too (the figure rules say so themselves:
+# workflow/rules/figures.smk).
 localrules:
     simulate,
     download,
@@ -55,19 +56,6 @@ localrules:
     derivative_description,
     decoding_table,
     reconstruction_table,
-    results_table,
-    fig_electrodes,
-    fig_pretraining_curves,
-    fig_decoding_comparison,
-    fig_decoding_grid,
-    fig_pretrained_vs_random,
-    fig_finetuning_curves,
-    fig_importance,
-    fig_importance_release,
-    fig_reconstruction,
-    fig_reconstruction_channels,
-    fig_neuroprobe,
-    neuroprobe_table,
     data,
     models,
     figures,

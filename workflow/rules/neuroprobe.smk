@@ -1,7 +1,7 @@
 # The Neuroprobe protocol (evaluation.protocols: neuroprobe): each Neuroprobe trial's samples and
 # splits, taken from the neuroprobe package, cut from the preprocessed recording; every encoder
 # of the DAG and the linear floor finetuned and tested on every split type x task x tested
-# trial; the leaderboard-style figure and table beside the published rows.
+# trial. Its leaderboard-style figure and table (beside the published rows) are in figures.smk.
 
 
 rule neuroprobe_alignment:
@@ -106,51 +106,3 @@ rule neuroprobe_linear:
         "--train-recording={params.train} --recordings {input.recordings} --out {output} "
         "> {log} 2>&1"
 
-
-rule fig_neuroprobe:
-    input:
-        f"{RESULTS}/decoding.parquet",
-    output:
-        png=report(
-            f"{FIGURES}/neuroprobe_leaderboard.png",
-            caption="../report/neuroprobe_leaderboard.rst",
-            category="neuroprobe",
-            subcategory="leaderboard",
-            labels={"figure": "Neuroprobe leaderboard", "scale": "all"},
-        ),
-        pdf=f"{FIGURES}/neuroprobe_leaderboard.pdf",
-        csv=f"{FIGURES}/neuroprobe_leaderboard.csv",
-    params:
-        stem=out_stem,
-        dataset=DS,
-    log:
-        f"{LOGS}/figures/neuroprobe_leaderboard.log",
-    conda:
-        "../envs/barista.yaml"
-    shell:
-        "python -m barista figures neuroprobe --decoding {input} --dataset {params.dataset} "
-        "--out {params.stem} > {log} 2>&1"
-
-
-rule neuroprobe_table:
-    input:
-        f"{RESULTS}/decoding.parquet",
-    output:
-        md=f"{FIGURES}/neuroprobe_table.md",
-        csv=report(
-            f"{FIGURES}/neuroprobe_table.csv",
-            caption="../report/neuroprobe_table.rst",
-            category="neuroprobe",
-            subcategory="leaderboard",
-            labels={"figure": "Neuroprobe table", "scale": "all"},
-        ),
-    params:
-        stem=out_stem,
-        dataset=DS,
-    log:
-        f"{LOGS}/figures/neuroprobe_table.log",
-    conda:
-        "../envs/barista.yaml"
-    shell:
-        "python -m barista figures neuroprobe-table --decoding {input} --dataset {params.dataset} "
-        "--out {params.stem} > {log} 2>&1"
