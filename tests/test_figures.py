@@ -34,7 +34,7 @@ def _rows(model, encode, mask, task, split, seeds, rng, offset, subjects=SUBJECT
 def decoding_table() -> pd.DataFrame:
     """Every model variant the workflow writes, an unbalanced design (one seed missing for one
     session of one pair, so a mean of session means differs from the mean of runs), a second
-    split kind and a model name the figures have never heard of."""
+    setting and a model name the figures have never heard of."""
     rng = np.random.default_rng(1)
     rows = []
     for t, task in enumerate(TASKS):
@@ -297,7 +297,7 @@ def test_figure_tables_hold_the_plotted_numbers(drawn, auroc):
     assert np.allclose(got.loc[expected.index, "mean"], expected["mean"])
     assert (got.loc[expected.index, "n"] == expected["count"]).all()
     assert comparison["compared_with"].notna().sum() == 4  # one test per panel
-    # two split kinds: the comparison has a row of panels for each
+    # two settings: the comparison has a row of panels for each
     assert len(drawn["comparison"][0].axes) == 2 * len(TASKS)
     grid = drawn["grid"][1]
     assert set(grid["model"]) == {"barista", "rpnt", "barista_release"}

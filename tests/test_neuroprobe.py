@@ -223,7 +223,7 @@ SFREQ, N_WINDOW, PATCH = 128.0, 128, 32  # 1 s windows of 4 patches
 
 def _write_trial(root, rec, subject, names, n, seed, roles):
     """A Neuroprobe segments folder of one trial: label-1 samples carry 20 Hz on the channels
-    whose name ends in 2; ``roles``: split kind -> role per sample."""
+    whose name ends in 2; ``roles``: split -> role per sample."""
     import mne
 
     from barista import segments

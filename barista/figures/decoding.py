@@ -46,7 +46,7 @@ AUROC_LABEL = "test AUROC"
 
 
 def panels(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Split kinds (figure rows) and tasks (figure columns) present, in display order."""
+    """Settings (figure rows) and tasks (figure columns) present, in display order."""
     settings = sorted(rows["setting"].unique(), key=setting_key)
     tasks = sorted(rows["task"].unique())
     return settings, tasks
