@@ -37,14 +37,15 @@ bids_arg = lambda wc, input: f"--bids-root {input.bids}" if input.bids else ""
 DECODING = {"decoding": f"{RESULTS}/decoding.parquet"}
 RECONSTRUCTION = {"reconstruction": f"{RESULTS}/reconstruction.parquet"}
 IMPORTANCE = dict(localization=localization_tables, bids=simulation_truth)
-IMPORTANCE_CLI = "importance --task {wildcards.task} --runs {params.runs} " + (
+IMPORTANCE_CLI = (
+    "importance --task {wildcards.task} --runs {params.runs} "
     "--localization {input.localization} {params.bids}"
 )
 # what the config's results allow
 FINETUNED = bool(config["finetune"]["tasks"]) and "barista" in PROTOCOLS
-PAIRS = dict.fromkeys((e, m) for _, e, m, _ in pretrained_runs())
-TASKS = config["finetune"]["tasks"] if FINETUNED else []
-RECONSTRUCTED = config["reconstruct"]["enabled"] and bool(PAIRS)
+PRETRAINED_PAIRS = list(dict.fromkeys((e, m) for _, e, m, _ in pretrained_runs()))
+DECODED_TASKS = config["finetune"]["tasks"] if FINETUNED else []
+RECONSTRUCTED = config["reconstruct"]["enabled"] and bool(PRETRAINED_PAIRS)
 
 # The table: rule name -> stem (the output path under figures/ without extension; wildcards
 # allowed), when (the `figures` target draws it) or, for a stem with wildcards, targets (the
@@ -59,7 +60,7 @@ FIGURE_RULES = {
         caption=("electrodes", "data", "electrodes", {"figure": "contacts", "colour": "{by}"}),
     ),
     "fig_pretraining_curves": dict(
-        stem="pretraining_curves", when=bool(PAIRS),
+        stem="pretraining_curves", when=bool(PRETRAINED_PAIRS),
         cli="pretraining --histories {input.histories}",
         input={"histories": [f"{RESULTS}/models/barista/{v}/{e}-{m}/seed{s}/history.parquet"
                              for v, e, m, s in pretrained_runs()]},
@@ -104,7 +105,7 @@ FIGURE_RULES = {
     ),
     "fig_importance": dict(
         stem="importance/{encode}-{mask}_{task}",
-        targets=[f"importance/{e}-{m}_{t}" for e, m in PAIRS for t in TASKS],
+        targets=[f"importance/{e}-{m}_{t}" for e, m in PRETRAINED_PAIRS for t in DECODED_TASKS],
         input={"runs": importance_run_results} | IMPORTANCE,
         params={"runs": run_dirs, "bids": bids_arg}, cli=IMPORTANCE_CLI,
         caption=("importance", "decoding", "{task}",
@@ -115,7 +116,7 @@ FIGURE_RULES = {
         targets=[
             f"importance/barista_release_{e}_{t}"
             for e in config["model"]["encode_scales"] if config["finetune"]["barista_release"]
-            for t in TASKS
+            for t in DECODED_TASKS
         ],
         input={"runs": importance_release_results} | IMPORTANCE,
         params={"runs": run_dirs, "bids": bids_arg}, cli=IMPORTANCE_CLI,
