@@ -20,6 +20,7 @@ RECORDINGS = "recording\tsubject\tsession\ttask\trun\n" + "".join(
     f"sub-{s}_ses-{k}_task-listen_run-01\t{s}\t{k}\tlisten\t01\n"
     for s in ("01", "02", "03") for k in ("01", "02"))
 TASKS = ("speech_vs_nonspeech", "sentence_onset")
+SHELL = "python -m barista figures {params.args} --out {params.stem} > {log} 2>&1"
 FIGURE = ("png", "pdf", "csv")
 TABLE = ("md", "csv")
 
@@ -100,8 +101,11 @@ def test_no_decoding_task_draws_no_decoding_figure(tmp_path):
 
 def test_each_figure_rule_is_local_reported_and_captioned():
     """Loaded in this process: every generated rule runs on the submitting node, carries no
-    conda env, and registers one output for the report whose caption file exists."""
+    conda env, registers one output for the report whose caption file exists, and gets its
+    own arguments when it runs (a shell command made in a loop is evaluated at run time, with
+    the loop's last entry: the arguments must come from the rule's params)."""
     api = pytest.importorskip("snakemake.api")
+    from snakemake.iocontainers import Namedlist
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
     table = {}
@@ -124,3 +128,14 @@ def test_each_figure_rule_is_local_reported_and_captioned():
         caption = Path(report.caption.get_path_or_uri(True)).resolve()
         assert caption.parent == REPO / "workflow" / "report" and caption.exists(), name
         assert report.category and report.subcategory and report.labels, name
+        assert rule.shellcmd == SHELL, name
+    # named inputs as Snakemake hands them to a params function
+    wildcards = Namedlist(fromdict={"by": "lobe", "task": "t1"})
+    inputs = Namedlist(["f/a/seed0/metrics.parquet", "f/b/metrics.parquet", "l1.parquet",
+                        "l2.parquet"])
+    for name, start, end in (("runs", 0, 2), ("localization", 2, 4), ("bids", 4, 4)):
+        inputs._set_name(name, start, end)
+    assert table["fig_electrodes"][0].params["args"](wildcards, inputs) == (
+        "electrodes --color-by lobe --localization l1.parquet l2.parquet")
+    assert table["fig_importance"][0].params["args"](wildcards, inputs) == (
+        "importance --task t1 --runs f/a/seed0 f/b --localization l1.parquet l2.parquet ")

@@ -30,16 +30,22 @@ localization_tables = lambda wc: [
 ]
 # the simulated BIDS dataset: its derivatives/simulation/ holds the ground truth
 simulation_truth = lambda wc: [BIDS_ROOT] if SOURCE == "simulate" else []
-# the folders of the finetuning runs a figure reads (the CLI reads the files it needs there)
-run_dirs = lambda wc, input: sorted({os.path.dirname(f) for f in input.runs})
-bids_arg = lambda wc, input: f"--bids-root {input.bids}" if input.bids else ""
+# A job's `barista figures` arguments: its entry's cli with the job's {wildcards.*} and
+# {input.*} filled in, {runs} (the folders of its finetuning runs: the CLI reads the curves and
+# head weights there), {bids} (--bids-root of a simulated dataset: the ground truth), {dataset}.
+# A param, not the shell command: a rule made in a loop evaluates its shell command when the
+# job runs, when the loop's variables hold the last entry.
+figure_args = lambda cli: lambda wildcards, input: cli.format(
+    wildcards=wildcards, input=input, dataset=DS,
+    runs=" ".join(sorted({os.path.dirname(f) for f in input.get("runs", [])})),
+    bids=f"--bids-root {input.bids}" if input.get("bids") else "",
+)
 
 DECODING = {"decoding": f"{RESULTS}/decoding.parquet"}
 RECONSTRUCTION = {"reconstruction": f"{RESULTS}/reconstruction.parquet"}
 IMPORTANCE = dict(localization=localization_tables, bids=simulation_truth)
 IMPORTANCE_CLI = (
-    "importance --task {wildcards.task} --runs {params.runs} "
-    "--localization {input.localization} {params.bids}"
+    "importance --task {wildcards.task} --runs {runs} --localization {input.localization} {bids}"
 )
 # what the config's results allow
 FINETUNED = bool(config["finetune"]["tasks"]) and "barista" in PROTOCOLS
@@ -49,9 +55,10 @@ RECONSTRUCTED = config["reconstruct"]["enabled"] and bool(PRETRAINED_PAIRS)
 
 # The table: rule name -> stem (the output path under figures/ without extension; wildcards
 # allowed), when (the `figures` target draws it) or, for a stem with wildcards, targets (the
-# stems it draws), input (named), params and wildcard constraints beyond the stem's, cli (the
-# `barista figures` arguments; the rule adds --out), caption (workflow/report/<caption>.rst,
-# report category, subcategory, labels), table (writes .md and .csv, not a figure).
+# stems it draws), input (named), constraints (wildcard constraints beyond the global ones),
+# cli (the `barista figures` arguments, see figure_args; the rule adds --out), caption
+# (workflow/report/<caption>.rst, report category, subcategory, labels), table (writes .md and
+# .csv, not a figure).
 FIGURE_RULES = {
     "fig_electrodes": dict(
         stem="electrodes_{by}", targets=["electrodes_parcel", "electrodes_lobe"],
@@ -99,7 +106,7 @@ FIGURE_RULES = {
     ),
     "fig_finetuning_curves": dict(
         stem="finetuning_curves", when=FINETUNED, input={"runs": finetune_run_results},
-        params={"runs": run_dirs}, cli="finetuning --runs {params.runs}",
+        cli="finetuning --runs {runs}",
         caption=("finetuning_curves", "decoding", "all tasks",
                  {"figure": "5 finetuning curves", "scale": "all"}),
     ),
@@ -107,7 +114,7 @@ FIGURE_RULES = {
         stem="importance/{encode}-{mask}_{task}",
         targets=[f"importance/{e}-{m}_{t}" for e, m in PRETRAINED_PAIRS for t in DECODED_TASKS],
         input={"runs": importance_run_results} | IMPORTANCE,
-        params={"runs": run_dirs, "bids": bids_arg}, cli=IMPORTANCE_CLI,
+        cli=IMPORTANCE_CLI,
         caption=("importance", "decoding", "{task}",
                  {"figure": "channel weights", "encode": "{encode}", "mask": "{mask}"}),
     ),
@@ -119,7 +126,7 @@ FIGURE_RULES = {
             for t in DECODED_TASKS
         ],
         input={"runs": importance_release_results} | IMPORTANCE,
-        params={"runs": run_dirs, "bids": bids_arg}, cli=IMPORTANCE_CLI,
+        cli=IMPORTANCE_CLI,
         caption=("importance", "decoding", "{task}",
                  {"figure": "channel weights", "encode": "{encode}", "mask": "released"}),
     ),
@@ -138,15 +145,13 @@ FIGURE_RULES = {
     # the Neuroprobe protocol's (workflow/rules/neuroprobe.smk)
     "fig_neuroprobe": dict(
         stem="neuroprobe_leaderboard", when="neuroprobe" in PROTOCOLS, input=DECODING,
-        params={"dataset": DS},
-        cli="neuroprobe --decoding {input.decoding} --dataset {params.dataset}",
+        cli="neuroprobe --decoding {input.decoding} --dataset {dataset}",
         caption=("neuroprobe_leaderboard", "neuroprobe", "leaderboard",
                  {"figure": "Neuroprobe leaderboard", "scale": "all"}),
     ),
     "neuroprobe_table": dict(
         stem="neuroprobe_table", table=True, when="neuroprobe" in PROTOCOLS, input=DECODING,
-        params={"dataset": DS},
-        cli="neuroprobe-table --decoding {input.decoding} --dataset {params.dataset}",
+        cli="neuroprobe-table --decoding {input.decoding} --dataset {dataset}",
         caption=("neuroprobe_table", "neuroprobe", "leaderboard",
                  {"figure": "Neuroprobe table", "scale": "all"}),
     ),
@@ -166,10 +171,10 @@ for name, fig in FIGURE_RULES.items():
         output: **{x: reported if x == shown else f"{stem}.{x}" for x in exts}
         wildcard_constraints: **fig.get("constraints", {})
         params:
+            args=figure_args(fig["cli"]),
             stem=lambda wc, output: os.path.splitext(output[0])[0],
-            **fig.get("params", {}),
         log: f"{LOGS}/figures/{fig['stem']}.log"
-        shell: f"python -m barista figures {fig['cli']} --out {{params.stem}} > {{log}} 2>&1"
+        shell: "python -m barista figures {params.args} --out {params.stem} > {log} 2>&1"
 
 
 rule figures:
