@@ -106,16 +106,17 @@ def test_segments_written_before_the_rename_keep_their_splits(tmp_path):
     rec = "sub-01_ses-01_task-t"
     make_recording(tmp_path, rec, 3, 40, 0)
     path = tmp_path / "segments" / rec / "splits.parquet"
-    before = {r: SegmentDataset(tmp_path, "pretrain", encode_scale=None, roles=(r,)).index
-              for r in ("train", "val", "test")}
+    before = {r: SegmentDataset(tmp_path, "pretrain", encode_scale=None, roles=(r,),
+                                recordings=[rec]).index for r in ("train", "val", "test")}
     splits = pd.read_parquet(path)
     splits.rename(columns={"split": "split_kind"}).to_parquet(path)
     for role, index in before.items():
         pd.testing.assert_frame_equal(
-            SegmentDataset(tmp_path, "pretrain", encode_scale=None, roles=(role,)).index, index)
+            SegmentDataset(tmp_path, "pretrain", encode_scale=None, roles=(role,),
+                           recordings=[rec]).index, index)
     splits.drop(columns="split").to_parquet(path)
     with pytest.raises(DataError, match="splits.parquet: no 'split' column"):
-        SegmentDataset(tmp_path, "pretrain", encode_scale=None)
+        SegmentDataset(tmp_path, "pretrain", encode_scale=None, recordings=[rec])
 
 
 def test_block_shuffle_is_deterministic_and_block_local(root):

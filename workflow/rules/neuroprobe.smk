@@ -1,7 +1,7 @@
 # The Neuroprobe protocol (evaluation.protocols: neuroprobe): each Neuroprobe trial's samples and
 # splits, taken from the neuroprobe package, cut from the preprocessed recording; every encoder
 # of the DAG and the linear floor finetuned and tested on every split type x task x tested
-# trial. Its leaderboard-style figure and table (beside the published rows) are in figures.smk.
+# trial; the leaderboard-style figure and table beside the published rows.
 
 
 rule neuroprobe_alignment:
@@ -105,4 +105,3 @@ rule neuroprobe_linear:
         "--task {wildcards.nptask} --split-type {wildcards.split} --recording {wildcards.rec} "
         "--train-recording={params.train} --recordings {input.recordings} --out {output} "
         "> {log} 2>&1"
-
