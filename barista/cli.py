@@ -244,7 +244,7 @@ def _entities(recording: str) -> dict:
 
 
 def _setting(table, cfg: dict, recording: str) -> str:
-    """Generalisation setting of a decoded recording (the result column ``split_kind``)."""
+    """Generalisation setting of a decoded recording (the result column ``setting``)."""
     from .evaluation import setting_of
 
     return setting_of(table, cfg["evaluation"], recording)
@@ -358,7 +358,7 @@ def cmd_finetune(args) -> dict:
         for task in tasks:
             keys = {"model": args.model, "variant": variant, "encode_scale": args.encode or NONE,
                     "mask_scale": mask, "task": task,
-                    "split_kind": _setting(table, cfg, rec), "pretrain_seed": pretrain_seed,
+                    "setting": _setting(table, cfg, rec), "pretrain_seed": pretrain_seed,
                     **_entities(rec)}
             # the encoder is the same for every seed: its frozen probe is scored once
             scores = _probe(args, cfg, encoder, rec, task, spatial_ids)
@@ -406,7 +406,7 @@ def _finetune_run(args, cfg: dict, encoder, recording: str, task: str, seed: int
     from .training.finetune import finetune
 
     return finetune(args.results, encoder, recording=recording, task=task, mask_scale=None,
-                    split_kind=cfg["evaluation"]["window_split"],
+                    window_split=cfg["evaluation"]["window_split"],
                     cfg=_finetune_config(cfg, seed), spatial_ids=spatial_ids)
 
 
@@ -449,11 +449,11 @@ def cmd_linear(args) -> dict:
     for task in tasks:
         for rec in recordings:
             metrics = linear_baseline(args.results, recording=rec, task=task, seed=0,
-                                      split_kind=cfg["evaluation"]["window_split"],
+                                      window_split=cfg["evaluation"]["window_split"],
                                       cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
             frames.append(rows(metrics, model="linear", variant=NONE, encode_scale=NONE,
                                mask_scale=NONE, task=task, pretrain_seed=0, seed=0,
-                               split_kind=_setting(table, cfg, rec), **_entities(rec),
+                               setting=_setting(table, cfg, rec), **_entities(rec),
                                config_hash=result_hash(cfg, "evaluation")))
             summary[f"{task}/{rec}"] = metrics["auroc"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -485,7 +485,7 @@ def cmd_reconstruct(args) -> dict:
                                         batch_size=rc["batch_size"],
                                         device=cfg["model"]["device"])
         long = per_channel.melt(id_vars="channel", var_name="metric", value_name="value")
-        frames.append(long.assign(split_kind=setting, **_entities(rec)))
+        frames.append(long.assign(setting=setting, **_entities(rec)))
     from .training.pretrain import load_pretrained
     from .variants import variant_name
 
@@ -577,7 +577,7 @@ def _neuroprobe_keys(args, cfg: dict, model: str) -> dict:
     return {"protocol": "neuroprobe", "model": model,
             "encode_scale": getattr(args, "encode", None) or NONE,
             "mask_scale": getattr(args, "mask", None) or NONE, "task": args.task,
-            "split_kind": args.split_type, **_entities_of(args)}
+            "setting": args.split_type, **_entities_of(args)}
 
 
 def _entities_of(args) -> dict:

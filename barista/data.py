@@ -68,6 +68,18 @@ class SignalFile:
         return block[segment % self.per_group]
 
 
+def read_splits(path: str | Path) -> pd.DataFrame:
+    """A segment folder's ``splits.parquet``: ``recording, kind, segment, split, role`` (and a
+    Neuroprobe folder's ``sample``). Migration: folders segmented before the rename call the
+    window split ``split_kind``; it is read as ``split``."""
+    splits = pd.read_parquet(path)
+    if "split" not in splits:
+        splits = splits.rename(columns={"split_kind": "split"})
+    if "split" not in splits:
+        raise DataError(f"{path}: no 'split' column; rebuild the segments")
+    return splits
+
+
 class SegmentDataset(Dataset):
     """Windows of one kind (``pretrain`` or a task) from a barista results folder.
 
@@ -80,8 +92,9 @@ class SegmentDataset(Dataset):
     encode_scale, mask_scale : str
         Scales whose token ids and group ids the samples carry; ``encode_scale=None`` reads
         the signal alone (ids are zeros) and needs no token table.
-    split_kind : str | None
-        ``random`` or ``chrono<k>``; ``None`` keeps every window.
+    split : str | None
+        The window split (``splits.parquet``): ``random`` or ``chrono<k>`` (a Neuroprobe
+        segment folder's: its split names); ``None`` keeps every window.
     roles : sequence of str
         Which roles of the split to keep (``train``, ``val``, ``test``).
     recordings : sequence of str | None
@@ -106,7 +119,7 @@ class SegmentDataset(Dataset):
 
     def __init__(self, root: str | Path, kind: str = "pretrain", *,
                  encode_scale: str | None = "channel",
-                 mask_scale: str | None = None, split_kind: str | None = "random",
+                 mask_scale: str | None = None, split: str | None = "random",
                  roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None,
                  spatial_ids: dict[str, np.ndarray] | None = None,
                  segments: str = "segments", channels: Sequence[str] | None = None):
@@ -120,9 +133,9 @@ class SegmentDataset(Dataset):
         index = pd.concat([pd.read_parquet(d / "index.parquet") for d in seg_dirs],
                           ignore_index=True)
         index = index[index["kind"] == kind]
-        if split_kind is not None:
-            splits = pd.concat([pd.read_parquet(d / "splits.parquet") for d in seg_dirs])
-            splits = splits[(splits["split_kind"] == split_kind) & (splits["kind"] == kind)
+        if split is not None:
+            splits = pd.concat([read_splits(d / "splits.parquet") for d in seg_dirs])
+            splits = splits[(splits["split"] == split) & (splits["kind"] == kind)
                             & splits["role"].isin(list(roles))]
             index = index.merge(splits[["recording", "segment"]], on=["recording", "segment"])
         self.index = index.sort_values(["recording", "segment"]).reset_index(drop=True)

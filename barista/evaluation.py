@@ -11,18 +11,43 @@ from pathlib import Path
 import pandas as pd
 
 from .config import config_hash
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 # ``variant``: the BaRISTA pretraining variant (barista.variants; ``paper`` is the paper's
 # method, random-init rows carry the variant they pair with, other models ``none``);
-# ``pretrain_seed``: the pretraining run (and its paired random init); ``seed``: finetuning's
+# ``pretrain_seed``: the pretraining run (and its paired random init); ``seed``: finetuning's;
+# ``setting``: the generalisation setting of the recording (SETTINGS; a Neuroprobe row's split
+# type)
 RESULT_COLUMNS = ["protocol", "model", "variant", "encode_scale", "mask_scale", "task",
-                  "subject", "session", "recording", "pretrain_seed", "seed", "split_kind",
+                  "subject", "session", "recording", "pretrain_seed", "seed", "setting",
                   "metric", "value", "config_hash"]
+# Migration: result files written before the rename call the setting ``split_kind``, a name the
+# window split (segments' ``splits.parquet``) also used; they are read with it renamed.
+RENAMED_RESULT_COLUMNS = {"split_kind": "setting"}
 NONE = "none"
 # how a row was scored: ``barista`` (the study's windows, tasks and splits) or ``neuroprobe``
 # (the benchmark's samples, tasks and splits; barista.neuroprobe)
 PROTOCOLS = ("barista", "neuroprobe")
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A result table (a job's ``metrics.parquet`` or ``curve.parquet``, ``decoding.parquet``,
+    ``reconstruction.parquet``), with the columns of older files renamed
+    (:data:`RENAMED_RESULT_COLUMNS`)."""
+    if not Path(path).exists():
+        raise DataError(f"result table not found: {path}")
+    return migrate_results(pd.read_parquet(path), path)
+
+
+def migrate_results(table: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """``table`` with its old column names replaced by today's; a table holding both an old
+    and its new name is an error (two writers mixed), named after ``source``."""
+    both = [old for old, new in RENAMED_RESULT_COLUMNS.items()
+            if old in table and new in table]
+    if both:
+        raise DataError(f"{source}: has both columns {both[0]!r} (old name) and "
+                        f"{RENAMED_RESULT_COLUMNS[both[0]]!r}; rebuild it from its result files")
+    return table.rename(columns=RENAMED_RESULT_COLUMNS)
 
 
 def read_recordings(path: str | Path) -> pd.DataFrame:
@@ -180,7 +205,7 @@ def collect(files: list[str | Path], out: str | Path) -> pd.DataFrame:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(out, index=False)
         return table
-    table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    table = pd.concat([read_results(f) for f in files], ignore_index=True)
     if "protocol" not in table:  # result files written before the protocol column
         table.insert(0, "protocol", "barista")
     table["protocol"] = table["protocol"].fillna("barista")

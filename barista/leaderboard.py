@@ -80,7 +80,7 @@ def leaderboard_table(decoding: pd.DataFrame, source: str) -> pd.DataFrame:
         ours = ours.assign(variant=NONE)
     rows = []
     for (model, variant, encode, mask, split, task), cell in ours.groupby(
-            ["model", "variant", "encode_scale", "mask_scale", "split_kind", "task"], sort=True):
+            ["model", "variant", "encode_scale", "mask_scale", "setting", "task"], sort=True):
         rows.append({"model": variant_name(model, encode, mask, variant), "split_type": split,
                      "task": task, "auroc": float(cell["value"].mean()),
                      "n_trials": int(cell["recording"].nunique()), "source": source})
@@ -187,7 +187,7 @@ def write_submission(decoding: pd.DataFrame, out_dir: str | Path, *, model: str,
     (entry / "metadata.json").write_text(json.dumps(header, indent=2) + "\n")
     (entry / "PUBLICATION.bib").write_text((publication or "N/A").strip() + "\n")
     (entry / "ATTESTATION.txt").write_text(_attestation(n_overlap))
-    for (split, task), cell in rows.groupby(["split_kind", "task"], sort=True):
+    for (split, task), cell in rows.groupby(["setting", "task"], sort=True):
         if split not in npb.SPLIT_FOLDERS:
             continue
         results = {}

@@ -178,7 +178,7 @@ class ProtocolTables:
 
     ``samples``: ``task, sample, label, start, stop`` (sample = index in the package's dataset;
     start/stop = samples of the trial's HDF5 file, at :data:`SAMPLING_RATE`).
-    ``roles``: ``task, split_kind, sample, role`` for every split that tests this trial
+    ``roles``: ``task, split, sample, role`` for every split that tests this trial
     (``within_session0``, ``within_session1``, ``cross_session``, ``cross_subject``; roles
     ``train``, ``val``, ``test``); cross-trial splits train on every sample of ``train_of``.
     ``electrodes``: the benchmark's electrodes of the subject (the Lite subset), in order.
@@ -274,7 +274,7 @@ def protocol_tables(root: str | Path, subject: int, trial: int, tasks: list[str]
                     elif dataset is not base and not _same_samples(dataset, base):
                         raise DataError(f"neuroprobe gave different samples of subject "
                                         f"{subject} trial {trial} ({task}) to two split types")
-                    roles.append(pd.DataFrame({"task": task, "split_kind": kind,
+                    roles.append(pd.DataFrame({"task": task, "split": kind,
                                                "sample": index, "role": role}))
             if train is not None:
                 train_of[split_type] = train
@@ -290,7 +290,7 @@ def protocol_tables(root: str | Path, subject: int, trial: int, tasks: list[str]
                 root, subject, trial, task)
             samples.append(dataset_samples(dataset).assign(task=task))
             electrodes = list(dataset.electrode_labels)
-        roles.append(pd.DataFrame(columns=["task", "split_kind", "sample", "role"]))
+        roles.append(pd.DataFrame(columns=["task", "split", "sample", "role"]))
     samples = pd.concat(samples, ignore_index=True)[["task", "sample", "label", "start", "stop"]]
     roles = pd.concat(roles, ignore_index=True)
     return ProtocolTables(samples, roles, electrodes, train_of)

@@ -36,7 +36,9 @@ log = logging.getLogger("barista")
 SEGMENTS = "neuroprobe/segments"
 
 
-def split_kinds(split_type: str) -> list[str]:
+def splits_of(split_type: str) -> list[str]:
+    """The splits (``splits.parquet`` column ``split``) of a Neuroprobe split type: one per
+    within-session fold, else the split type itself."""
     if split_type == "within_session":
         return [f"within_session{k}" for k in range(npb.N_FOLDS)]
     return [split_type]
@@ -112,7 +114,7 @@ def segment_trial(fif: str | Path, localization: pd.DataFrame, btb_root: str | P
     # keyed by the package's sample too: two samples can share a window (two words at one
     # onset), and each keeps the role the package gave it
     splits = pd.DataFrame({"recording": recording, "kind": roles["task"],
-                           "segment": roles["segment"], "split_kind": roles["split_kind"],
+                           "segment": roles["segment"], "split": roles["split"],
                            "role": roles["role"], "sample": roles["sample"]})
     metadata = {"recording": recording, "sfreq": sfreq, "n_patches": n_patches,
                 "patch_samples": n_window // n_patches,
@@ -139,7 +141,7 @@ def segment_trial(fif: str | Path, localization: pd.DataFrame, btb_root: str | P
 def _windows(results, task, recording, scale, channels=None, spatial_ids=None):
     from .data import SegmentDataset
 
-    ds = SegmentDataset(results, task, encode_scale=scale, mask_scale=None, split_kind=None,
+    ds = SegmentDataset(results, task, encode_scale=scale, mask_scale=None, split=None,
                         recordings=[recording], segments=SEGMENTS, channels=channels,
                         spatial_ids=None if spatial_ids is None else
                         {recording: spatial_ids[recording]})
@@ -149,17 +151,19 @@ def _windows(results, task, recording, scale, channels=None, spatial_ids=None):
     return ds
 
 
-def _positions(results, recording: str, task: str, split_kind: str, index: pd.DataFrame
+def _positions(results, recording: str, task: str, split: str, index: pd.DataFrame
                ) -> dict[str, np.ndarray]:
     """Row positions in ``index`` (one recording's samples of ``task``) of each role."""
+    from .data import read_splits
+
     path = Path(results) / SEGMENTS / recording / "splits.parquet"
-    splits = pd.read_parquet(path)
-    splits = splits[(splits["kind"] == task) & (splits["split_kind"] == split_kind)]
+    splits = read_splits(path)
+    splits = splits[(splits["kind"] == task) & (splits["split"] == split)]
     if splits.empty:
-        raise DataError(f"{path}: no '{split_kind}' split of '{task}': is it in config key "
+        raise DataError(f"{path}: no '{split}' split of '{task}': is it in config key "
                         "'neuroprobe.split_types', and does this trial's training trial exist?")
     if splits["sample"].duplicated().any():
-        raise DataError(f"{path}: a sample of '{task}' has two roles in '{split_kind}'")
+        raise DataError(f"{path}: a sample of '{task}' has two roles in '{split}'")
     role_of = dict(zip(splits["sample"], splits["role"], strict=True))
     roles = index["sample"].map(role_of)
     return {role: np.flatnonzero((roles == role).to_numpy()) for role in ("train", "val", "test")}
@@ -209,7 +213,7 @@ def evaluate_encoder(results: str | Path, encoder, *, task: str, split_type: str
         windows = _windows(results, task, recording, scale, spatial_ids=spatial_ids)
         _load_windows(windows, encoder, device)
         folds = {kind: _positions(results, recording, task, kind, windows.index)
-                 for kind in split_kinds(split_type)}
+                 for kind in splits_of(split_type)}
         fold_sets = [{role: windows.subset(pos) for role, pos in roles.items()}
                      for roles in folds.values()]
     else:
@@ -262,7 +266,7 @@ def evaluate_linear(results: str | Path, *, task: str, split_type: str, recordin
         windows = _windows(results, task, recording, None)
         feats, y = features(windows, False)
         folds = [_positions(results, recording, task, kind, windows.index)
-                 for kind in split_kinds(split_type)]
+                 for kind in splits_of(split_type)]
         data = [{role: (feats[pos], y[pos]) for role, pos in roles.items()} for roles in folds]
     else:
         if train_recording is None:

@@ -157,7 +157,7 @@ def random_split(index: pd.DataFrame, fractions: dict, rng_key: tuple) -> pd.Dat
         role = np.array(["test"] * len(segs), dtype=object)
         role[order[:n_train]] = "train"
         role[order[n_train:n_train + n_val]] = "val"
-        rows.append(pd.DataFrame({"kind": kind, "segment": segs, "split_kind": "random",
+        rows.append(pd.DataFrame({"kind": kind, "segment": segs, "split": "random",
                                   "role": role}))
     return pd.concat(rows, ignore_index=True)
 
@@ -182,7 +182,7 @@ def chronological_folds(index: pd.DataFrame, onsets_s: np.ndarray, length_s: flo
         role[(start >= a) & (end <= b)] = "test"
         frames.append(pd.DataFrame({"kind": index["kind"].to_numpy(),
                                     "segment": index["segment"].to_numpy(),
-                                    "split_kind": f"chrono{k}", "role": role}))
+                                    "split": f"chrono{k}", "role": role}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -89,7 +89,7 @@ def main() -> None:
         scores = {"pretrained": {}, "start": {}}
         for rec in recordings:
             windows = SegmentDataset(args.results, args.task, encode_scale=state["encode_scale"],
-                                     split_kind=None, recordings=[rec])
+                                     split=None, recordings=[rec])
             items = [windows[i] for i in range(len(windows))]
             labels = windows.index["label"].to_numpy()
             for name, encoder in (("pretrained", pretrained), ("start", start)):

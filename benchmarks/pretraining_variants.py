@@ -143,7 +143,7 @@ def run(args, cfg: dict, variant: str, seed: int, recordings: list[str], held: l
 def linear_floor(args, cfg: dict, every_rec: list[str]) -> dict:
     ev = cfg["evaluation"]
     return {task: {rec: linear_baseline(args.results, recording=rec, task=task, seed=0,
-                                        split_kind=ev["window_split"],
+                                        window_split=ev["window_split"],
                                         cv_val_fraction=ev["cv_val_fraction"])["auroc"]
                    for rec in every_rec} for task in args.task}
 

@@ -52,7 +52,7 @@ def channel_r2(model: RpntPretrainModel, results: Path, recording: str, max_wind
     """Mean over channels of the R^2 of each channel's patches, that channel zeroed."""
     model.eval()
     ds = SegmentDataset(results, "pretrain", encode_scale=model.config.encode_scale,
-                        split_kind=None, recordings=[recording])
+                        split=None, recordings=[recording])
     keep = np.unique(np.linspace(0, len(ds) - 1, min(max_windows, len(ds))).round().astype(int))
     n = len(ds.files[recording].channels)
     sse, sst = np.zeros(n), np.zeros(n)

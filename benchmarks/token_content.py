@@ -82,7 +82,7 @@ def main() -> None:
         per = {"pretrained": [], "start": []}
         for rec in recordings:
             windows = SegmentDataset(args.results, args.task, encode_scale=scale,
-                                     split_kind=None, recordings=[rec])
+                                     split=None, recordings=[rec])
             keep = np.linspace(0, len(windows) - 1, min(args.windows, len(windows))).astype(int)
             windows = windows.subset(np.unique(keep))
             sfreq = windows.files[rec].meta["sfreq"]

@@ -67,7 +67,7 @@ def root(built):
 
 def test_sample_matches_the_source_signal(built):
     root, raws = built
-    ds = SegmentDataset(root, "pretrain", encode_scale="parcel", split_kind=None)
+    ds = SegmentDataset(root, "pretrain", encode_scale="parcel", split=None)
     assert len(ds) == 240
     for i in (0, 77, 149, 150, 239):
         s = ds[i]
@@ -83,7 +83,7 @@ def test_sample_matches_the_source_signal(built):
 
 def test_packed_batch_boundaries(root):
     ds = SegmentDataset(root, "pretrain", encode_scale="channel", mask_scale="parcel",
-                        split_kind=None)
+                        split=None)
     picks = [0, 200, 1]  # 5, 3 and 5 channels
     batch = next(iter(DataLoader(ds, batch_size=3, sampler=picks, collate_fn=collate_packed)))
     assert batch["n_channels"].tolist() == [5, 3, 5]
@@ -100,8 +100,27 @@ def test_split_roles_partition_the_windows(root):
     assert sum(sizes.values()) == 240 and sizes["train"] == 192
 
 
+def test_segments_written_before_the_rename_keep_their_splits(tmp_path):
+    """A splits.parquet whose window-split column has its old name (split_kind) selects the
+    same windows; one with neither name is an error naming the file."""
+    rec = "sub-01_ses-01_task-t"
+    make_recording(tmp_path, rec, 3, 40, 0)
+    path = tmp_path / "segments" / rec / "splits.parquet"
+    before = {r: SegmentDataset(tmp_path, "pretrain", encode_scale=None, roles=(r,),
+                                recordings=[rec]).index for r in ("train", "val", "test")}
+    splits = pd.read_parquet(path)
+    splits.rename(columns={"split": "split_kind"}).to_parquet(path)
+    for role, index in before.items():
+        pd.testing.assert_frame_equal(
+            SegmentDataset(tmp_path, "pretrain", encode_scale=None, roles=(role,),
+                           recordings=[rec]).index, index)
+    splits.drop(columns="split").to_parquet(path)
+    with pytest.raises(DataError, match="splits.parquet: no 'split' column"):
+        SegmentDataset(tmp_path, "pretrain", encode_scale=None, recordings=[rec])
+
+
 def test_block_shuffle_is_deterministic_and_block_local(root):
-    ds = SegmentDataset(root, "pretrain", split_kind=None)
+    ds = SegmentDataset(root, "pretrain", split=None)
     sampler = BlockShuffleSampler(ds, seed=3)
     first = list(sampler)
     assert sorted(first) == list(range(len(ds)))

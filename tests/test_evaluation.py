@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from barista.errors import ConfigError
-from barista.evaluation import assign_settings, decoded, heldout, pretraining
+from barista.evaluation import assign_settings, collect, decoded, heldout, pretraining, rows
 
 
 def table(sessions_per_subject=(2, 2, 3)):
@@ -49,3 +49,18 @@ def test_impossible_settings_name_the_config_key():
                           "settings": ["cross_subject"]})
     with pytest.raises(ConfigError, match="evaluation.settings.*cross_session"):
         decoded(table((1, 1)), {"heldout_sessions": 1, "settings": ["cross_session"]})
+
+
+def test_collect_renames_the_setting_column_of_older_result_files(tmp_path):
+    """A job's metrics.parquet written before the rename (column split_kind) joins today's
+    files under ``setting``, with no empty cells and no old column."""
+    keys = dict(model="linear", encode_scale="none", mask_scale="none", task="t",
+                subject="01", session="02", seed=0, config_hash="h")
+    new = rows({"auroc": 0.6}, **keys, recording="sub-01_ses-02", setting="cross_session")
+    old = rows({"auroc": 0.7}, **keys, recording="sub-02_ses-02", setting="cross_subject")
+    new.to_parquet(tmp_path / "new.parquet")
+    old.rename(columns={"setting": "split_kind"}).to_parquet(tmp_path / "old.parquet")
+    table = collect([tmp_path / "new.parquet", tmp_path / "old.parquet"], tmp_path / "all.parquet")
+    assert "split_kind" not in table and table["setting"].notna().all()
+    assert dict(zip(table["recording"], table["setting"], strict=True)) == {
+        "sub-01_ses-02": "cross_session", "sub-02_ses-02": "cross_subject"}

@@ -22,7 +22,7 @@ def _rows(model, encode, mask, task, split, seeds, rng, offset, subjects=SUBJECT
         for seed in seeds:
             base = dict(model=model, encode_scale=encode, mask_scale=mask, task=task,
                         subject=sub, session="02", recording=f"sub-{sub}_ses-02_task-x_run-01",
-                        seed=seed, split_kind=split, config_hash="abc")
+                        seed=seed, setting=split, config_hash="abc")
             auroc = float(np.clip(offset + rng.normal(0, 0.08), 0, 1))
             out.append({**base, "metric": "auroc", "value": auroc})
             out.append({**base, "metric": "val_auroc", "value": 0.99})  # must be ignored
@@ -34,7 +34,7 @@ def _rows(model, encode, mask, task, split, seeds, rng, offset, subjects=SUBJECT
 def decoding_table() -> pd.DataFrame:
     """Every model variant the workflow writes, an unbalanced design (one seed missing for one
     session of one pair, so a mean of session means differs from the mean of runs), a second
-    split kind and a model name the figures have never heard of."""
+    setting and a model name the figures have never heard of."""
     rng = np.random.default_rng(1)
     rows = []
     for t, task in enumerate(TASKS):
@@ -66,7 +66,7 @@ def auroc(decoding_table) -> pd.DataFrame:
 def _expected(decoding_table, split, task, model, encode, mask):
     """Mean and s.e.m. computed here, independently of barista.figures."""
     t = decoding_table
-    v = t[(t["metric"] == "auroc") & (t["split_kind"] == split) & (t["task"] == task)
+    v = t[(t["metric"] == "auroc") & (t["setting"] == split) & (t["task"] == task)
           & (t["model"] == model) & (t["encode_scale"] == encode)
           & (t["mask_scale"] == mask)]["value"].to_numpy()
     return v.mean(), v.std(ddof=1) / np.sqrt(len(v)), len(v)
@@ -95,7 +95,7 @@ def _parse_markdown(markdown: str) -> dict:
 def test_markdown_table_numbers_equal_the_aggregated_results(decoding_table, auroc):
     markdown, table = tables.results_table(auroc)
     cells = _parse_markdown(markdown)
-    variants = decoding_table[["split_kind", "task", "model", "encode_scale",
+    variants = decoding_table[["setting", "task", "model", "encode_scale",
                                "mask_scale"]].drop_duplicates()
     assert len(cells) == len(variants) == len(table)
     for split, task, model, enc, mask in variants.itertuples(index=False):
@@ -106,7 +106,7 @@ def test_markdown_table_numbers_equal_the_aggregated_results(decoding_table, aur
         got_mean, got_sem, _ = cells[(section, row, column)]
         assert got_mean == pytest.approx(mean, abs=5e-4), (section, row, column)
         assert got_sem == pytest.approx(sem, abs=5e-4), (section, row, column)
-        csv_row = table[(table["split_kind"] == split) & (table["task"] == task)
+        csv_row = table[(table["setting"] == split) & (table["task"] == task)
                         & (table["model"] == model) & (table["encode_scale"] == enc)
                         & (table["mask_scale"] == mask)].iloc[0]
         assert csv_row["mean"] == pytest.approx(mean) and csv_row["n"] == n
@@ -126,11 +126,11 @@ def test_markdown_table_numbers_equal_the_aggregated_results(decoding_table, aur
 
 def test_best_vs_next_wilcoxon_pairs_sessions_and_seeds(decoding_table, auroc):
     tests = aggregate.best_vs_next(auroc)
-    assert set(zip(tests["split_kind"], tests["task"], strict=True)) == {
+    assert set(zip(tests["setting"], tests["task"], strict=True)) == {
         (s, t) for s in ("within_session", "cross_subject") for t in TASKS}
     for t in tests.itertuples(index=False):
         keys = ["subject", "session", "seed"]
-        rows = auroc[(auroc["split_kind"] == t.split_kind) & (auroc["task"] == t.task)]
+        rows = auroc[(auroc["setting"] == t.setting) & (auroc["task"] == t.task)]
         a = rows[(rows["model"] == t.best_model) & (rows["encode_scale"] == t.best_encode_scale)
                  & (rows["mask_scale"] == t.best_mask_scale)]
         b = rows[(rows["model"] == t.next_model) & (rows["encode_scale"] == t.next_encode_scale)
@@ -156,7 +156,7 @@ def test_tidy_fills_missing_columns():
                         "task": ["t", "t"], "subject": ["01", "01"], "session": ["1", "1"],
                         "metric": ["auroc", "auroc"], "value": [0.7, 0.6]})
     rows = aggregate.tidy(raw)
-    assert list(rows["split_kind"]) == ["within_session"] * 2
+    assert list(rows["setting"]) == ["within_session"] * 2
     assert list(rows["mask_scale"]) == ["none", "none"]
     assert list(rows["encode_scale"]) == ["parcel", "none"]
     assert list(rows["seed"]) == [0, 0]
@@ -208,7 +208,7 @@ def _importance(localization) -> pd.DataFrame:
             frames.append(pd.DataFrame({
                 "channel": group["channel"], "weight": rng.uniform(0.5, 1.5, len(group)),
                 "model": "barista", "encode_scale": "parcel", "mask_scale": "channel",
-                "task": "speech_vs_nonspeech", "seed": seed, "split_kind": "within_session",
+                "task": "speech_vs_nonspeech", "seed": seed, "setting": "within_session",
                 "subject": sub, "session": session,
                 "recording": f"sub-{sub}_ses-{session}_task-x_run-01"}))
     return pd.concat(frames, ignore_index=True)
@@ -227,7 +227,7 @@ def _reconstruction() -> pd.DataFrame:
                                          subject=sub, session="02",
                                          recording=f"sub-{sub}_ses-02_task-x_run-01",
                                          model="barista", encode_scale=enc, mask_scale=mask,
-                                         split_kind="heldout_session", seed=0))
+                                         setting="heldout_session", seed=0))
     return pd.DataFrame(rows)
 
 
@@ -247,11 +247,11 @@ def _history() -> pd.DataFrame:
 
 def _curves(auroc) -> pd.DataFrame:
     runs = auroc.drop_duplicates(["model", "encode_scale", "mask_scale", "task", "recording",
-                                  "seed", "split_kind"])
+                                  "seed", "setting"])
     runs = runs[runs["model"] != "linear"]
     frames = [pd.DataFrame({"epoch": np.arange(4 + r.seed), "val_auroc": np.linspace(
         0.5, r.value, 4 + r.seed)}).assign(**{k: getattr(r, k) for k in (
-            "model", "encode_scale", "mask_scale", "task", "seed", "split_kind", "subject",
+            "model", "encode_scale", "mask_scale", "task", "seed", "setting", "subject",
             "session", "recording")}) for r in runs.itertuples(index=False)]
     return pd.concat(frames, ignore_index=True)
 
@@ -291,13 +291,13 @@ def test_figures_have_no_overlapping_text_and_fit_the_page(drawn):
 
 def test_figure_tables_hold_the_plotted_numbers(drawn, auroc):
     comparison = drawn["comparison"][1]
-    expected = auroc.groupby(["split_kind", "task", "model", "encode_scale",
+    expected = auroc.groupby(["setting", "task", "model", "encode_scale",
                               "mask_scale"])["value"].agg(["mean", "count"])
-    got = comparison.set_index(["split_kind", "task", "model", "encode_scale", "mask_scale"])
+    got = comparison.set_index(["setting", "task", "model", "encode_scale", "mask_scale"])
     assert np.allclose(got.loc[expected.index, "mean"], expected["mean"])
     assert (got.loc[expected.index, "n"] == expected["count"]).all()
     assert comparison["compared_with"].notna().sum() == 4  # one test per panel
-    # two split kinds: the comparison has a row of panels for each
+    # two settings: the comparison has a row of panels for each
     assert len(drawn["comparison"][0].axes) == 2 * len(TASKS)
     grid = drawn["grid"][1]
     assert set(grid["model"]) == {"barista", "rpnt", "barista_release"}
@@ -342,12 +342,34 @@ def test_cli_writes_png_pdf_csv_and_markdown(tmp_path, decoding_table):
                  str(out / "decoding_grid")]) == 0
     assert (out / "results_table.md").read_text().startswith("# Results: test AUROC")
     assert len(pd.read_csv(out / "results_table.csv")) == len(
-        decoding_table[["split_kind", "task", "model", "encode_scale",
+        decoding_table[["setting", "task", "model", "encode_scale",
                         "mask_scale"]].drop_duplicates())
     for ext in ("png", "pdf", "csv"):
         assert (out / f"decoding_grid.{ext}").stat().st_size > 0
     assert (out / "decoding_grid.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["figures", "comparison", "--out", str(out / "x")]) == 1  # no --decoding
+
+
+def test_results_written_before_the_rename_draw_the_same_table(tmp_path, decoding_table):
+    """A decoding.parquet whose setting column still has its old name (split_kind) is read
+    with it renamed: the same table, byte for byte; one with both names is refused."""
+    from barista.cli import main
+    from barista.errors import DataError
+    from barista.figures.load import read_table
+
+    new, old = tmp_path / "new.parquet", tmp_path / "old.parquet"
+    decoding_table.to_parquet(new)
+    decoding_table.rename(columns={"setting": "split_kind"}).to_parquet(old)
+    for path in (new, old):
+        assert main(["figures", "table", "--decoding", str(path), "--out",
+                     str(tmp_path / path.stem)]) == 0
+    for ext in ("md", "csv"):
+        assert (tmp_path / f"old.{ext}").read_bytes() == (tmp_path / f"new.{ext}").read_bytes()
+    pd.testing.assert_frame_equal(read_table(old), read_table(new))
+    both = tmp_path / "both.parquet"
+    decoding_table.assign(split_kind=decoding_table["setting"]).to_parquet(both)
+    with pytest.raises(DataError, match=r"both\.parquet.*'split_kind'.*'setting'"):
+        read_table(both)
 
 
 def test_probe_table_reads_only_the_probe_rows(tmp_path, decoding_table):

@@ -145,7 +145,7 @@ def test_token_states_are_each_windows_own_tokens_in_order(results):
     from barista.data import SegmentDataset, collate_packed
 
     encoder = _probe_encoder()
-    data = SegmentDataset(results, TASK, encode_scale="parcel", split_kind=None,
+    data = SegmentDataset(results, TASK, encode_scale="parcel", split=None,
                           recordings=[REC])
     features = token_states(encoder, data, batch_size=7)  # batches end mid-way, on purpose
     assert features.shape == (len(data), N_CH * N_PATCHES * encoder.config.d_model)
@@ -170,7 +170,7 @@ def test_probe_names_the_file_without_chronological_folds(results, tmp_path):
     shutil.copytree(results, tmp_path, dirs_exist_ok=True)
     path = tmp_path / "segments" / REC / "splits.parquet"
     splits = pd.read_parquet(path)
-    splits[splits["split_kind"] == "random"].to_parquet(path)
+    splits[splits["split"] == "random"].to_parquet(path)
     with pytest.raises(DataError, match="splits.parquet.*chronological"):
         probe_auroc(_probe_encoder(), tmp_path, REC, TASK)
 
@@ -247,7 +247,7 @@ def _roles(results):
     from barista.data import SegmentDataset
     from barista.training.folds import chronological_roles
 
-    data = SegmentDataset(results, TASK, encode_scale=None, split_kind=None, recordings=[REC])
+    data = SegmentDataset(results, TASK, encode_scale=None, split=None, recordings=[REC])
     roles = chronological_roles(results, REC, TASK).reindex(data.index["segment"])
     return roles, data.index["label"].to_numpy()
 
@@ -305,7 +305,7 @@ def test_cross_validated_finetuning_starts_every_fold_from_the_same_weights(resu
     cfg = FinetuneConfig(epochs=10, batch_size=16, lr_pretrained=1e-3, lr_head=1e-2,
                          warmup_epochs=1, patience=10, device="cpu", seed=0)
     out = finetune(results, encoder, recording=REC, task=TASK, mask_scale=None,
-                   split_kind="chrono", cfg=cfg)
+                   window_split="chrono", cfg=cfg)
     assert seen == [True] * 5  # the weights a fold trained never reach the next one
     m = out["metrics"]
     assert m["n_folds"] == 5 and m["auroc"] > 0.8
@@ -316,7 +316,7 @@ def test_cross_validated_finetuning_starts_every_fold_from_the_same_weights(resu
 
 
 def test_cross_validated_linear_floor_scores_every_block(results):
-    metrics = linear_baseline(results, recording=REC, task=TASK, seed=0, split_kind="chrono")
+    metrics = linear_baseline(results, recording=REC, task=TASK, seed=0, window_split="chrono")
     assert metrics["auroc"] > 0.95 and metrics["n_folds"] == 5
     assert 100 <= metrics["n_test"] <= 120
 

@@ -112,11 +112,11 @@ def _decoding(tasks, trials=npb.LITE_SUBJECT_TRIALS, overlap=0):
                                    variant="paper", pretrain_seed=0, encode_scale="parcel",
                                    mask_scale="channel", task=task,
                                    subject=str(s), session=str(t), recording=f"sub-{s}_ses-{t}",
-                                   seed=0, split_kind=split, config_hash="x"))
+                                   seed=0, setting=split, config_hash="x"))
     frames.append(rows({"auroc": 0.9}, model="barista", variant="paper", pretrain_seed=0,
                        encode_scale="parcel",
                        mask_scale="channel", task="speech_vs_nonspeech", subject="1",
-                       session="1", recording="sub-1_ses-1", seed=0, split_kind="cross_session",
+                       session="1", recording="sub-1_ses-1", seed=0, setting="cross_session",
                        config_hash="x"))
     return pd.concat(frames, ignore_index=True)
 
@@ -138,7 +138,7 @@ def test_submission_of_every_task_validates(tmp_path):
                                                for x in npb.LITE_SUBJECT_TRIALS}
     folds = body["evaluation_results"]["btbank3_1"]["population"]["one_second_after_onset"]
     assert folds["time_bin_end"] == 1.0 and len(folds["folds"]) == 2
-    rows = table[(table["split_kind"] == "within_session") & (table["task"] == "speech")
+    rows = table[(table["setting"] == "within_session") & (table["task"] == "speech")
                  & (table["subject"] == "3") & (table["session"] == "1")]
     value = rows.loc[rows["metric"] == "test_roc_auc_fold1", "value"].item()
     assert folds["folds"][1]["test_roc_auc"] == value
@@ -223,7 +223,7 @@ SFREQ, N_WINDOW, PATCH = 128.0, 128, 32  # 1 s windows of 4 patches
 
 def _write_trial(root, rec, subject, names, n, seed, roles):
     """A Neuroprobe segments folder of one trial: label-1 samples carry 20 Hz on the channels
-    whose name ends in 2; ``roles``: split kind -> role per sample."""
+    whose name ends in 2; ``roles``: split -> role per sample."""
     import mne
 
     from barista import segments
@@ -248,7 +248,7 @@ def _write_trial(root, rec, subject, names, n, seed, roles):
                   "segment": np.arange(n), "onset_s": onsets / SFREQ, "label": labels,
                   "sample": np.arange(n)}).to_parquet(out / "index.parquet")
     pd.concat([pd.DataFrame({"recording": rec, "kind": "speech", "segment": np.arange(n),
-                             "split_kind": kind, "role": role, "sample": np.arange(n)})
+                             "split": kind, "role": role, "sample": np.arange(n)})
                for kind, role in roles.items()]).to_parquet(out / "splits.parquet")
     x = np.linspace(-40, -20, len(names))
     pd.DataFrame({"recording": rec, "subject": subject, "session": "0", "channel": names,
@@ -280,11 +280,11 @@ def np_results(tmp_path_factory):
     return root
 
 
-def test_split_kinds_and_patches():
-    from barista.neuroprobe_protocol import patches_of, split_kinds
+def test_splits_of_and_patches():
+    from barista.neuroprobe_protocol import patches_of, splits_of
 
-    assert split_kinds("within_session") == ["within_session0", "within_session1"]
-    assert split_kinds("cross_subject") == ["cross_subject"]
+    assert splits_of("within_session") == ["within_session0", "within_session1"]
+    assert splits_of("cross_subject") == ["cross_subject"]
     assert patches_of(2048, 512) == 4  # the paper's patches: 1 s is 4 of them
     with pytest.raises(ConfigError, match="does not split into patches"):
         patches_of(2048, 600)
@@ -344,18 +344,18 @@ def test_encoder_built_for_12_patches_decodes_4(np_results, split_type, train, p
 def test_channel_subset_of_a_dataset(np_results):
     from barista.data import SegmentDataset
 
-    ds = SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
+    ds = SegmentDataset(np_results, "speech", encode_scale="channel", split=None,
                         recordings=["sub-1_ses-1"], segments="neuroprobe/segments",
                         channels=["B2", "A1"])
     sample = ds[0]
     assert sample["x"].shape == (2, 4, PATCH) and ds.channel_names("sub-1_ses-1") == ["B2", "A1"]
-    full = SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
+    full = SegmentDataset(np_results, "speech", encode_scale="channel", split=None,
                           recordings=["sub-1_ses-1"], segments="neuroprobe/segments")
     assert np.array_equal(sample["x"][0], full[0]["x"][4])
     assert sample["spatial_id"].tolist() == full[0]["spatial_id"][[4, 0]].tolist()
     from barista.errors import DataError
     with pytest.raises(DataError, match="no channel"):
-        SegmentDataset(np_results, "speech", encode_scale="channel", split_kind=None,
+        SegmentDataset(np_results, "speech", encode_scale="channel", split=None,
                        recordings=["sub-1_ses-2"], segments="neuroprobe/segments",
                        channels=["A3"])
 
@@ -429,7 +429,7 @@ def test_released_encoder_scores_neuroprobe_windows(tmp_path):
                       "label": np.tile([1, 0], n // 2), "sample": np.arange(n)}
                      ).to_parquet(out / "index.parquet")
         pd.DataFrame({"recording": rec, "kind": "speech", "segment": np.arange(n),
-                      "split_kind": "cross_session", "role": ["val"] * 8 + ["test"] * 8,
+                      "split": "cross_session", "role": ["val"] * 8 + ["test"] * 8,
                       "sample": np.arange(n)}).to_parquet(out / "splits.parquet")
         pd.DataFrame({"recording": rec, "subject": "1", "session": rec[-1], "channel": names,
                       "contact": names, "x": -50.0, "y": 0.0, "z": 0.0, "hemisphere": "L",

@@ -240,7 +240,7 @@ def test_end_to_end_writes_neuroprobe_rows_of_every_model(btb, tmp_path):
                 ("cross_subject", "sub-1_ses-2")}
     for model in ("barista", "rpnt", "random_init", "linear"):
         mine = auroc[auroc["model"] == model]
-        assert set(zip(mine["split_kind"], mine["recording"], strict=True)) == expected, model
+        assert set(zip(mine["setting"], mine["recording"], strict=True)) == expected, model
     assert auroc["value"].between(0, 1).all()
     overlap = table[table["metric"] == "pretrained_on_benchmark"]
     assert (overlap["value"] == 0).all()  # pretrained on 1_0 alone

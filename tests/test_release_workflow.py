@@ -118,7 +118,7 @@ def test_released_parcel_encoder_finetuned_end_to_end(workdir, server):
     assert sorted(auroc.index) == ["barista_release", "linear", "random_init"]
     release = rows[rows["model"] == "barista_release"]
     assert set(release["encode_scale"]) == {"parcel"} and set(release["mask_scale"]) == {"channel"}
-    assert set(release["split_kind"]) == {"cross_session"} and set(release["recording"]) == {REC}
+    assert set(release["setting"]) == {"cross_session"} and set(release["recording"]) == {REC}
     metrics = release.set_index("metric")["value"]
     assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["probe_auroc"] <= 1.0
     # the same folds and windows as the random-init model of the same session

@@ -74,7 +74,7 @@ def test_chronological_folds_never_leak():
     index = pd.DataFrame({"kind": "t", "segment": np.arange(len(onsets)), "label": 0})
     folds = segments.chronological_folds(index, onsets, length, duration, 5, 4.0)
     for k in range(5):
-        fold = folds[folds["split_kind"] == f"chrono{k}"]
+        fold = folds[folds["split"] == f"chrono{k}"]
         start = onsets[fold["segment"].to_numpy()]
         role = fold["role"].to_numpy()
         test, train = start[role == "test"], start[role == "train"]

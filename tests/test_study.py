@@ -30,14 +30,14 @@ def test_both_models_in_every_setting(study):
     table = pd.read_parquet(study / "results/tiny/decoding.parquet")
     auroc = table[table["metric"] == "auroc"]
     for model in ("barista", "random_init", "linear", "rpnt"):
-        assert set(auroc.loc[auroc["model"] == model, "split_kind"]) == SETTINGS, model
+        assert set(auroc.loc[auroc["model"] == model, "setting"]) == SETTINGS, model
     # every encoder is also probed frozen, over the chronological folds of the session
     probe = table[table["metric"] == "probe_auroc"]
     for model in ("barista", "random_init", "rpnt"):
-        assert set(probe.loc[probe["model"] == model, "split_kind"]) == SETTINGS, model
+        assert set(probe.loc[probe["model"] == model, "setting"]) == SETTINGS, model
     assert probe["value"].between(0, 1).all()
     # sub-02 is held out of pretraining; sub-01's second session too
-    kinds = auroc.groupby("recording")["split_kind"].first().to_dict()
+    kinds = auroc.groupby("recording")["setting"].first().to_dict()
     assert kinds == {"sub-01_ses-01_task-listen_run-01": "within_session",
                      "sub-01_ses-02_task-listen_run-01": "cross_session",
                      "sub-02_ses-01_task-listen_run-01": "cross_subject",
@@ -45,7 +45,7 @@ def test_both_models_in_every_setting(study):
     pretrained = pd.read_json(study / "results/tiny/models/rpnt/summary.json", typ="series")
     assert pretrained["n_train_windows"] > 0
     recon = pd.read_parquet(study / "results/tiny/reconstruction.parquet")
-    assert set(recon["split_kind"]) == {"cross_session", "cross_subject"}
+    assert set(recon["setting"]) == {"cross_session", "cross_subject"}
 
 
 def test_rows_name_the_variant_and_the_pretraining_run(study):

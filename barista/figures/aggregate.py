@@ -1,7 +1,7 @@
 """Tidy aggregation of result rows: mean and s.e.m. per model variant, ranking, Wilcoxon tests.
 
 A *variant* is one ``(model, encode_scale, mask_scale)``: a pretrained scale pair, a random-init
-model at one encode scale, the linear floor, or any other model. A *panel* is one ``(split_kind,
+model at one encode scale, the linear floor, or any other model. A *panel* is one ``(setting,
 task)``. Every number is aggregated over the rows of a variant in a panel: sessions x seeds.
 """
 
@@ -10,19 +10,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .style import NONE, SPLIT_ORDER, base_model, label, scale_index, variant_of, with_variant
+from .style import NONE, SETTING_ORDER, base_model, label, scale_index, variant_of, with_variant
 
 VARIANT = ["model", "encode_scale", "mask_scale"]
-PANEL = ["split_kind", "task"]
+PANEL = ["setting", "task"]
 SESSION = ["subject", "session", "recording"]
-DEFAULT_SPLIT = "within_session"
+DEFAULT_SETTING = "within_session"
 
 
 def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") -> pd.DataFrame:
     """Rows of one metric and one evaluation protocol with every key column present and typed
     as text.
 
-    Rows without a ``protocol`` are the study's own (``barista``); missing ``split_kind``
+    Rows without a ``protocol`` are the study's own (``barista``); missing ``setting``
     becomes ``within_session``; missing scales become ``none``; a missing ``seed`` or
     ``pretrain_seed`` becomes 0 (deterministic models). A BaRISTA
     pretraining variant other than the paper's method becomes a model of its own
@@ -35,13 +35,13 @@ def tidy(table: pd.DataFrame, metric: str = "auroc", protocol: str = "barista") 
         rows = rows[rows["protocol"].fillna("barista") == protocol]
     elif protocol != "barista":
         rows = rows.iloc[0:0]
-    defaults = {"split_kind": DEFAULT_SPLIT, "encode_scale": NONE, "mask_scale": NONE,
+    defaults = {"setting": DEFAULT_SETTING, "encode_scale": NONE, "mask_scale": NONE,
                 "seed": 0, "pretrain_seed": 0, "variant": NONE, "subject": "", "session": "",
                 "recording": ""}
     for column, value in defaults.items():
         if column not in rows:
             rows[column] = value
-    for column in ("model", "encode_scale", "mask_scale", "split_kind", "task", "subject",
+    for column in ("model", "encode_scale", "mask_scale", "setting", "task", "subject",
                    "session", "recording"):
         if column in rows:
             rows[column] = rows[column].fillna(defaults.get(column, "")).astype(str)
@@ -84,15 +84,17 @@ def variant_key(model: str, encode: str, mask: str) -> tuple:
     return (*scale_index(encode), group, variant_of(model), *scale_index(mask), model)
 
 
-def split_key(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split), "") if split in SPLIT_ORDER else (len(SPLIT_ORDER), split)
+def setting_key(setting: str) -> tuple[int, str]:
+    if setting in SETTING_ORDER:
+        return SETTING_ORDER.index(setting), ""
+    return len(SETTING_ORDER), setting
 
 
 def ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted by split kind, task and variant order."""
+    """Rows sorted by setting, task and variant order."""
     if frame.empty:
         return frame
-    keys = frame.apply(lambda r: (split_key(r["split_kind"]), r["task"],
+    keys = frame.apply(lambda r: (setting_key(r["setting"]), r["task"],
                                   variant_key(r["model"], r["encode_scale"], r["mask_scale"])),
                        axis=1)
     return frame.iloc[np.argsort(keys.to_numpy(), kind="stable")].reset_index(drop=True)
@@ -147,15 +149,15 @@ def best_vs_next(rows: pd.DataFrame, summary: pd.DataFrame | None = None) -> pd.
     over (session, seed) pairs."""
     summary = variant_summary(rows) if summary is None else summary
     out = []
-    for (split, task), panel in summary.groupby(PANEL, sort=False):
+    for (setting, task), panel in summary.groupby(PANEL, sort=False):
         top = panel.sort_values("rank")
         if len(top) < 2:
             continue
         best, nxt = top.iloc[0], top.iloc[1]
-        pairs = paired_values(rows[(rows["split_kind"] == split) & (rows["task"] == task)],
+        pairs = paired_values(rows[(rows["setting"] == setting) & (rows["task"] == task)],
                               tuple(best[VARIANT]), tuple(nxt[VARIANT]))
         statistic, p = wilcoxon(pairs["value_a"], pairs["value_b"])
-        out.append({"split_kind": split, "task": task,
+        out.append({"setting": setting, "task": task,
                     **{f"best_{c}": best[c] for c in VARIANT}, "best_label": best["label"],
                     "best_mean": best["mean"],
                     **{f"next_{c}": nxt[c] for c in VARIANT}, "next_label": nxt["label"],
@@ -164,7 +166,7 @@ def best_vs_next(rows: pd.DataFrame, summary: pd.DataFrame | None = None) -> pd.
                     "mean_difference": float((pairs["value_a"] - pairs["value_b"]).mean())
                     if len(pairs) else float("nan"),
                     "wilcoxon_statistic": statistic, "wilcoxon_p": p})
-    columns = ["split_kind", "task", *(f"best_{c}" for c in VARIANT), "best_label", "best_mean",
+    columns = ["setting", "task", *(f"best_{c}" for c in VARIANT), "best_label", "best_mean",
                *(f"next_{c}" for c in VARIANT), "next_label", "next_mean", "n_pairs",
                "paired_over", "mean_difference", "wilcoxon_statistic", "wilcoxon_p"]
     return pd.DataFrame(out, columns=columns)
@@ -172,7 +174,7 @@ def best_vs_next(rows: pd.DataFrame, summary: pd.DataFrame | None = None) -> pd.
 
 def with_tests(summary: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
     """The summary with the best-vs-next test on the row of each panel's best variant."""
-    cols = ["split_kind", "task", "best_model", "best_encode_scale", "best_mask_scale",
+    cols = ["setting", "task", "best_model", "best_encode_scale", "best_mask_scale",
             "next_label", "n_pairs", "paired_over", "wilcoxon_statistic", "wilcoxon_p"]
     right = tests[cols].rename(columns={"best_model": "model", "best_encode_scale":
                                         "encode_scale", "best_mask_scale": "mask_scale",

@@ -61,7 +61,7 @@ def pretraining(history: pd.DataFrame) -> Drawn:
                                  pretrain_seed=history.get("pretrain_seed", 0))
         history["model"] = [with_variant(m, v) for m, v in
                             history[["model", "variant"]].to_numpy()]
-        table = ordered(history.assign(split_kind="", task=""))
+        table = ordered(history.assign(setting="", task=""))
         table = table[["model", "encode_scale", "mask_scale", "pretrain_seed", "split", "epoch",
                        "step", "loss"]].reset_index(drop=True)
     with paper_style():
@@ -121,16 +121,16 @@ def finetuning(curves: pd.DataFrame) -> Drawn:
     with paper_style():
         if table.empty:
             return message_figure("no finetuning curves"), table
-        splits, tasks = panels(table)
-        rows_keys = [(s, t) for s in splits for t in tasks]
+        settings, tasks = panels(table)
+        rows_keys = [(s, t) for s in settings for t in tasks]
         encodes = sorted(table["encode_scale"].unique(), key=scale_index)
         fig = new_figure(PAGE_IN, 0.5 + 1.55 * len(rows_keys))
         axes = fig.subplots(len(rows_keys), len(encodes), squeeze=False, sharex=True,
                             sharey=True)
-        for i, (split, task) in enumerate(rows_keys):
+        for i, (setting, task) in enumerate(rows_keys):
             for j, encode in enumerate(encodes):
                 ax = axes[i, j]
-                here = table[(table["split_kind"] == split) & (table["task"] == task)
+                here = table[(table["setting"] == setting) & (table["task"] == task)
                              & (table["encode_scale"] == encode)]
                 for variant, line in here.groupby(VARIANT, sort=False):
                     style = variant_style(*variant)
@@ -147,7 +147,7 @@ def finetuning(curves: pd.DataFrame) -> Drawn:
                 if i == len(rows_keys) - 1:
                     ax.set_xlabel("finetuning epoch")
                 if j == 0:
-                    row = panel_title(task, split, splits).replace(" · ", "\n")
+                    row = panel_title(task, setting, settings).replace(" · ", "\n")
                     ax.set_ylabel(f"{row}\nvalidation AUROC")
                 ax.set_ylim(0, 1.02)
         variants = {tuple(v) for v in table[VARIANT].itertuples(index=False)}

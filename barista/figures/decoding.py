@@ -15,7 +15,7 @@ from .aggregate import (
     best_vs_next,
     format_p,
     ordered,
-    split_key,
+    setting_key,
     variant_key,
     variant_summary,
     with_tests,
@@ -46,14 +46,14 @@ AUROC_LABEL = "test AUROC"
 
 
 def panels(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Split kinds (figure rows) and tasks (figure columns) present, in display order."""
-    splits = sorted(rows["split_kind"].unique(), key=split_key)
+    """Settings (figure rows) and tasks (figure columns) present, in display order."""
+    settings = sorted(rows["setting"].unique(), key=setting_key)
     tasks = sorted(rows["task"].unique())
-    return splits, tasks
+    return settings, tasks
 
 
-def panel_title(task: str, split: str, splits: list[str]) -> str:
-    return pretty(task) if len(splits) == 1 else f"{pretty(task)} · {pretty(split)}"
+def panel_title(task: str, setting: str, settings: list[str]) -> str:
+    return pretty(task) if len(settings) == 1 else f"{pretty(task)} · {pretty(setting)}"
 
 
 def _variants(frame: pd.DataFrame) -> list[tuple]:
@@ -63,7 +63,7 @@ def _variants(frame: pd.DataFrame) -> list[tuple]:
 
 def comparison(rows: pd.DataFrame, *, seed: int = 0) -> Drawn:
     """Bars (mean ± s.e.m. over sessions x seeds) with the individual values, per task (and per
-    split kind when there are several), for every model variant.
+    setting when there are several), for every model variant.
 
     The table has one row per variant and panel, with the Wilcoxon test of the best variant
     against the runner-up on the best's row.
@@ -73,26 +73,26 @@ def comparison(rows: pd.DataFrame, *, seed: int = 0) -> Drawn:
     with paper_style():
         if rows.empty:
             return message_figure("no decoding results"), table
-        splits, tasks = panels(rows)
+        settings, tasks = panels(rows)
         variants = _variants(rows)
         width = min(PAGE_IN, 0.55 + 0.24 * len(variants) * len(tasks) + 0.4 * len(tasks))
-        fig = new_figure(max(width, 3.5), 0.6 + 2.2 * len(splits))
-        axes = fig.subplots(len(splits), len(tasks), squeeze=False, sharey=True)
+        fig = new_figure(max(width, 3.5), 0.6 + 2.2 * len(settings))
+        axes = fig.subplots(len(settings), len(tasks), squeeze=False, sharey=True)
         rng = np.random.default_rng(seed)
         # the same x scale in every panel, so bars are equally wide everywhere
-        span = max(np.ptp(bar_positions(_variants(rows[(rows["split_kind"] == s)
+        span = max(np.ptp(bar_positions(_variants(rows[(rows["setting"] == s)
                                                        & (rows["task"] == t)])))
-                   for s in splits for t in tasks if ((rows["split_kind"] == s)
+                   for s in settings for t in tasks if ((rows["setting"] == s)
                                                      & (rows["task"] == t)).any())
         title_chars = chars_per_line(fig.get_figwidth() / len(tasks) - 0.3)
-        for i, split in enumerate(splits):
+        for i, setting in enumerate(settings):
             for j, task in enumerate(tasks):
                 ax = axes[i, j]
-                here = rows[(rows["split_kind"] == split) & (rows["task"] == task)]
+                here = rows[(rows["setting"] == setting) & (rows["task"] == task)]
                 present = _variants(here)
                 x = bar_positions(present)
                 for xi, variant in zip(x, present, strict=True):
-                    s = summary[(summary[PANEL + VARIANT] == [split, task, *variant])
+                    s = summary[(summary[PANEL + VARIANT] == [setting, task, *variant])
                                 .all(axis=1)].iloc[0]
                     style = variant_style(*variant)
                     ax.bar(xi, s["mean"], width=0.8, color=style["facecolor"],
@@ -109,9 +109,9 @@ def comparison(rows: pd.DataFrame, *, seed: int = 0) -> Drawn:
                               rotation_mode="anchor")
                 ax.set_xlim(x.min() - 0.7, x.min() + span + 0.7)
                 ax.set_ylim(0, 1.04)
-                test = table[(table["split_kind"] == split) & (table["task"] == task)
+                test = table[(table["setting"] == setting) & (table["task"] == task)
                              & table["compared_with"].notna()]
-                title = panel_title(task, split, splits)
+                title = panel_title(task, setting, settings)
                 if not test.empty:
                     t = test.iloc[0]
                     pair = f"{t['label']} vs {t['compared_with']}"
@@ -135,7 +135,7 @@ def _cell_text_color(value: float, norm) -> str:
 
 
 def grid(rows: pd.DataFrame) -> Drawn:
-    """Heatmap of mean AUROC per (encode, mask) pair, one per task (and split kind, and model
+    """Heatmap of mean AUROC per (encode, mask) pair, one per task (and setting, and model
     with a mask scale), the mean ± s.e.m. written in each cell."""
     from matplotlib.colors import TwoSlopeNorm
 
@@ -145,10 +145,10 @@ def grid(rows: pd.DataFrame) -> Drawn:
     with paper_style():
         if paired.empty:
             return message_figure("no pretrained (encode, mask) results"), table
-        splits, tasks = panels(paired)
+        settings, tasks = panels(paired)
         models = sorted(paired["model"].unique(), key=lambda m: (m != "barista", m))
-        row_keys = [(s, m) for s in splits for m in models
-                    if ((paired["split_kind"] == s) & (paired["model"] == m)).any()]
+        row_keys = [(s, m) for s in settings for m in models
+                    if ((paired["setting"] == s) & (paired["model"] == m)).any()]
         encodes = sorted(paired["encode_scale"].unique(), key=scale_index)
         masks = sorted(paired["mask_scale"].unique(), key=scale_index)
         spread = max(0.1, float(np.nanmax(np.abs(paired["mean"] - CHANCE))))
@@ -159,10 +159,10 @@ def grid(rows: pd.DataFrame) -> Drawn:
                          0.5 + len(row_keys) * (0.55 + cell_h * len(encodes)))
         axes = fig.subplots(len(row_keys), len(tasks), squeeze=False)
         image = None
-        for i, (split, model) in enumerate(row_keys):
+        for i, (setting, model) in enumerate(row_keys):
             for j, task in enumerate(tasks):
                 ax = axes[i, j]
-                here = paired[(paired["split_kind"] == split) & (paired["model"] == model)
+                here = paired[(paired["setting"] == setting) & (paired["model"] == model)
                               & (paired["task"] == task)]
                 grid_mean = np.full((len(encodes), len(masks)), np.nan)
                 for _, r in here.iterrows():
@@ -188,7 +188,7 @@ def grid(rows: pd.DataFrame) -> Drawn:
                 ax.set_xlabel("mask scale")
                 if j == 0:
                     ax.set_ylabel("encode scale")
-                title = panel_title(task, split, splits)
+                title = panel_title(task, setting, settings)
                 ax.set_title(title if len(models) == 1 else f"{pretty(model)}: {title}")
         bar = fig.colorbar(image, ax=axes, shrink=0.9, aspect=15, pad=0.02)
         bar.set_label(f"mean {AUROC_LABEL}")
@@ -229,18 +229,18 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
         if table.empty:
             return message_figure("no pretrained and random-init results for the same "
                                   "encode scale"), table
-        splits, tasks = panels(table)
+        settings, tasks = panels(table)
         side = 2.1
-        fig = new_figure(min(PAGE_IN, 0.5 + side * len(tasks)) + 0.9, 0.5 + side * len(splits))
-        axes = fig.subplots(len(splits), len(tasks), squeeze=False)
+        fig = new_figure(min(PAGE_IN, 0.5 + side * len(tasks)) + 0.9, 0.5 + side * len(settings))
+        axes = fig.subplots(len(settings), len(tasks), squeeze=False)
         values = table[["pretrained", "random_init"]].to_numpy()
         lo = max(0.0, np.floor((np.nanmin(values) - 0.02) * 10) / 10)
         hi = min(1.0, np.ceil((np.nanmax(values) + 0.02) * 10) / 10)
         lo, hi = min(lo, 0.4), max(hi, 0.6)
-        for i, split in enumerate(splits):
+        for i, setting in enumerate(settings):
             for j, task in enumerate(tasks):
                 ax = axes[i, j]
-                here = table[(table["split_kind"] == split) & (table["task"] == task)]
+                here = table[(table["setting"] == setting) & (table["task"] == task)]
                 ax.plot([lo, hi], [lo, hi], color="#888888", linewidth=0.6, linestyle="--",
                         zorder=1)
                 for (model, encode, mask), group in here.groupby(VARIANT, sort=False):
@@ -252,7 +252,7 @@ def pretrained_vs_random(rows: pd.DataFrame) -> Drawn:
                 ax.set_xlim(lo, hi)
                 ax.set_ylim(lo, hi)
                 ax.set_aspect("equal")
-                ax.set_title(f"{panel_title(task, split, splits)}\n{above} of {len(here)} "
+                ax.set_title(f"{panel_title(task, setting, settings)}\n{above} of {len(here)} "
                              "above the diagonal")
                 ax.set_xlabel(f"random init, {AUROC_LABEL}")
                 if j == 0:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
+from ..evaluation import read_results
 
 log = logging.getLogger("barista")
 
@@ -17,10 +18,8 @@ _PAIR_DIR = re.compile(r"^(?P<encode>[^-]+)-(?P<mask>[^-]+)$")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"result table not found: {path}")
-    return pd.read_parquet(path)
+    """A result table; one written before a column was renamed is read with today's names."""
+    return read_results(path)
 
 
 _SEED_DIR = re.compile(r"^seed(?P<seed>[0-9]+)$")
@@ -55,14 +54,14 @@ def read_runs(run_dirs: list[str | Path], name: str) -> pd.DataFrame:
     for run in map(Path, run_dirs):
         path = run / f"{name}.parquet"
         if path.exists():
-            frames.append(pd.read_parquet(path))
+            frames.append(read_results(path))
         else:
             log.info("no %s in %s", path.name, run)
     if not frames:
         return pd.DataFrame()
     table = pd.concat(frames, ignore_index=True)
     for column in ("subject", "session", "recording", "model", "encode_scale", "mask_scale",
-                   "task", "split_kind"):
+                   "task", "setting"):
         if column in table:
             table[column] = table[column].astype(str)
     return table

@@ -24,9 +24,9 @@ METRICS = {"mse": "MSE (z-score units²)", "r2": "R²"}
 
 
 def per_channel(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant, split kind, session, channel and pretraining run (``seed``) with
+    """One row per variant, setting, session, channel and pretraining run (``seed``) with
     ``mse`` and ``r2`` columns."""
-    keys = ["split_kind", *VARIANT, *SESSION, "channel", "seed"]
+    keys = ["setting", *VARIANT, *SESSION, "channel", "seed"]
     frames = []
     for metric in METRICS:
         rows = tidy(table, metric)
@@ -46,7 +46,7 @@ def summary(table: pd.DataFrame, *, seed: int = 0) -> Drawn:
     for metric in METRICS:
         if wide.empty:
             break
-        s = summarise(wide.rename(columns={metric: "value"}), ["split_kind", *VARIANT])
+        s = summarise(wide.rename(columns={metric: "value"}), ["setting", *VARIANT])
         frames.append(s.assign(metric=metric))
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not result.empty:
@@ -59,23 +59,23 @@ def summary(table: pd.DataFrame, *, seed: int = 0) -> Drawn:
             return message_figure("no reconstruction results"), result
         variants = sorted({tuple(v) for v in result[VARIANT].itertuples(index=False)},
                           key=lambda v: variant_key(*v))
-        splits = sorted(result["split_kind"].unique())
-        fig = new_figure(min(PAGE_IN, 1.2 + 0.55 * len(variants) * 2), 0.9 + 1.9 * len(splits))
-        axes = fig.subplots(len(splits), len(METRICS), squeeze=False)
+        settings = sorted(result["setting"].unique())
+        fig = new_figure(min(PAGE_IN, 1.2 + 0.55 * len(variants) * 2), 0.9 + 1.9 * len(settings))
+        axes = fig.subplots(len(settings), len(METRICS), squeeze=False)
         rng = np.random.default_rng(seed)
         x = bar_positions(variants)
-        for i, split in enumerate(splits):
+        for i, setting in enumerate(settings):
             for j, metric in enumerate(METRICS):
                 ax = axes[i, j]
                 for xi, variant in zip(x, variants, strict=True):
                     s = result[(result[VARIANT] == list(variant)).all(axis=1)
-                               & (result["split_kind"] == split) & (result["metric"] == metric)]
+                               & (result["setting"] == setting) & (result["metric"] == metric)]
                     if s.empty:
                         continue
                     s = s.iloc[0]
                     style = variant_style(*variant)
                     values = wide[(wide[VARIANT] == list(variant)).all(axis=1)
-                                  & (wide["split_kind"] == split)][metric]
+                                  & (wide["setting"] == setting)][metric]
                     ax.scatter(xi + rng.uniform(-0.3, 0.3, len(values)), values, s=2.5,
                                color=style["color"], alpha=0.35, linewidths=0, zorder=2)
                     ax.errorbar(xi, s["mean"], yerr=0 if np.isnan(s["sem"]) else s["sem"],
@@ -85,13 +85,13 @@ def summary(table: pd.DataFrame, *, seed: int = 0) -> Drawn:
                                zorder=5)
                 reference = 1.0 if metric == "mse" else 0.0
                 ax.axhline(reference, color="#888888", linewidth=0.6, linestyle=":", zorder=1)
-                _focus(ax, wide[wide["split_kind"] == split][metric], reference)
+                _focus(ax, wide[wide["setting"] == setting][metric], reference)
                 ax.ticklabel_format(axis="y", useOffset=False)
                 ax.set_xticks(x, [label(*v) for v in variants], rotation=45, ha="right",
                               rotation_mode="anchor")
                 ax.set_ylabel(METRICS[metric])
                 ax.set_xlabel("encode/mask scale")
-                where = "held-out sessions" if split == "heldout_session" else pretty(split)
+                where = "held-out sessions" if setting == "heldout_session" else pretty(setting)
                 ax.set_title(f"{where}: {METRICS[metric].split(' ')[0]}")
         handles = scale_legend(variants)
         fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
@@ -118,18 +118,18 @@ def channels(table: pd.DataFrame) -> Drawn:
         if wide.empty:
             return message_figure("no reconstruction results"), wide
         # the mean over pretraining runs of each channel
-        wide = wide.groupby(["split_kind", *VARIANT, *SESSION, "channel"], as_index=False)[
+        wide = wide.groupby(["setting", *VARIANT, *SESSION, "channel"], as_index=False)[
             list(METRICS)].mean()
-        wide = wide.sort_values(["split_kind", "recording", "channel"], kind="stable")
+        wide = wide.sort_values(["setting", "recording", "channel"], kind="stable")
         wide["label"] = [label(*v) for v in wide[VARIANT].itertuples(index=False)]
         variants = sorted({tuple(v) for v in wide[VARIANT].itertuples(index=False)},
                           key=lambda v: variant_key(*v))
-        columns = wide[["split_kind", "recording", "channel"]].drop_duplicates()
+        columns = wide[["setting", "recording", "channel"]].drop_duplicates()
         col_index = {tuple(c): i for i, c in enumerate(columns.itertuples(index=False))}
         grid = np.full((len(variants), len(columns)), np.nan)
         for r in wide.itertuples(index=False):
             grid[variants.index((r.model, r.encode_scale, r.mask_scale)),
-                 col_index[(r.split_kind, r.recording, r.channel)]] = r.r2
+                 col_index[(r.setting, r.recording, r.channel)]] = r.r2
         spread = float(np.nanmax(np.abs(grid))) or 1.0
         norm = TwoSlopeNorm(vcenter=0.0, vmin=-spread, vmax=spread)
         fig = new_figure(PAGE_IN, 1.1 + 0.2 * len(variants))
@@ -155,7 +155,7 @@ def channels(table: pd.DataFrame) -> Drawn:
         bar = fig.colorbar(image, ax=ax, pad=0.01, aspect=10)
         bar.set_label("R²")
         bar.formatter.set_powerlimits((-2, 2))
-        out = wide[["split_kind", *VARIANT, "label", *SESSION, "channel", "mse", "r2"]]
+        out = wide[["setting", *VARIANT, "label", *SESSION, "channel", "mse", "r2"]]
         return fig, out.reset_index(drop=True)
 
 

@@ -42,7 +42,7 @@ LOBE_COLORS = {
     "subcortical": "#777777", "cerebellum": "#332288", "unknown": "#D9D9D9",
 }
 
-SPLIT_ORDER = ("within_session", "heldout_session", "cross_session", "cross_subject")
+SETTING_ORDER = ("within_session", "heldout_session", "cross_session", "cross_subject")
 MODEL_NAMES = {"barista": "BaRISTA", "random_init": "random init", "linear": "linear",
                "rpnt": "RPNT", "barista_release": "BaRISTA release"}
 
@@ -143,7 +143,7 @@ def variant_of(model: str) -> str:
 
 
 def pretty(name: str) -> str:
-    """A task, split kind or model name as text: ``speech_vs_nonspeech`` -> ``speech vs
+    """A task, setting or model name as text: ``speech_vs_nonspeech`` -> ``speech vs
     nonspeech``; ``barista:prior+raw`` -> ``BaRISTA prior+raw``."""
     if VARIANT_SEP in name:
         return f"{pretty(base_model(name))} {variant_of(name)}"

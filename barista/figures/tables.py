@@ -1,5 +1,5 @@
 """The results table in the paper's layout: rows encode scale, columns mask scale, one table per
-task and split kind, with rows for random-init models and the linear floor (and any other
+task and setting, with rows for random-init models and the linear floor (and any other
 model), as Markdown and as a tidy CSV."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def results_table(rows: pd.DataFrame, metric_name: str = "test AUROC",
     Returns
     -------
     markdown, table
-        ``table`` has one row per cell: ``split_kind, task, row, column, model, encode_scale,
+        ``table`` has one row per cell: ``setting, task, row, column, model, encode_scale,
         mask_scale, mean, sem, n, rank, text`` and, on the best cell of each panel, the
         Wilcoxon test against the runner-up (``compared_with, n_pairs, wilcoxon_statistic,
         wilcoxon_p``).
@@ -67,12 +67,12 @@ def results_table(rows: pd.DataFrame, metric_name: str = "test AUROC",
              "encode scale, columns the mask scale (— = no mask: random-init models and "
              "baselines). The best cell of each table is bold; n per cell is in "
              "results_table.csv.", ""]
-    for (split, task), panel in cells.groupby(PANEL, sort=False):
+    for (setting, task), panel in cells.groupby(PANEL, sort=False):
         masks = sorted({c for c in panel["column"] if c != NO_MASK}, key=scale_index)
         columns = masks + ([NO_MASK] if (panel["column"] == NO_MASK).any() else [])
         row_keys = sorted({(m, e) for m, e in panel[["model", "encode_scale"]].to_numpy()},
                           key=lambda k: _row_key(*k))
-        lines += [f"## {pretty(task)} ({pretty(split)})", "",
+        lines += [f"## {pretty(task)} ({pretty(setting)})", "",
                   "| encode \\ mask | " + " | ".join(columns) + " |",
                   "|---|" + "---|" * len(columns)]
         for model, encode in row_keys:
@@ -86,7 +86,7 @@ def results_table(rows: pd.DataFrame, metric_name: str = "test AUROC",
                 text = cell["text"].iloc[0]
                 texts.append(f"**{text}**" if cell["rank"].iloc[0] == 1 else text)
             lines.append(f"| {row_name(model, encode)} | " + " | ".join(texts) + " |")
-        test = tests[(tests["split_kind"] == split) & (tests["task"] == task)]
+        test = tests[(tests["setting"] == setting) & (tests["task"] == task)]
         if not test.empty:
             t = test.iloc[0]
             stat = ("" if not np.isfinite(t["wilcoxon_statistic"])
@@ -96,7 +96,7 @@ def results_table(rows: pd.DataFrame, metric_name: str = "test AUROC",
                       f"over {t['n_pairs']} ({t['paired_over']}) pairs: "
                       f"{stat}{format_p(t['wilcoxon_p'])}."]
         lines.append("")
-    columns = ["split_kind", "task", "row", "column", *VARIANT, "label", "mean", "sem", "n",
+    columns = ["setting", "task", "row", "column", *VARIANT, "label", "mean", "sem", "n",
                "rank", "text", "compared_with", "n_pairs", "paired_over", "wilcoxon_statistic",
                "wilcoxon_p"]
     return "\n".join(lines), cells[columns]

@@ -38,15 +38,15 @@ def _arrays(ds: SegmentDataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_baseline(results: str | Path, *, recording: str, task: str, seed: int,
-                    split_kind: str = "random", cs=(0.01, 0.1, 1.0, 10.0),
+                    window_split: str = "random", cs=(0.01, 0.1, 1.0, 10.0),
                     cv_val_fraction: float = 0.1) -> dict:
     """Fit on train, choose the regularisation on val, report test AUROC.
 
-    ``split_kind`` ``chrono`` runs every chronological fold (:mod:`barista.training.folds`) and
+    ``window_split`` ``chrono`` runs every chronological fold (:mod:`barista.training.folds`) and
     reports the test-size-weighted mean AUROC, as finetuning does.
     """
-    if split_kind == CROSS_VALIDATED:
-        windows = SegmentDataset(results, task, encode_scale=None, split_kind=None,
+    if window_split == CROSS_VALIDATED:
+        windows = SegmentDataset(results, task, encode_scale=None, split=None,
                                  recordings=[recording])
         if len(windows) == 0:
             raise DataError(f"{recording}: no '{task}' windows")
@@ -63,7 +63,7 @@ def linear_baseline(results: str | Path, *, recording: str, task: str, seed: int
                 "C": float(np.exp(np.mean(np.log([f["C"] for f in fits])))),
                 "n_train": float(np.mean([len(f["train"]) for f in folds.values()])),
                 "n_test": int(sum(sizes)), "n_folds": len(fits)}
-    sets = {role: SegmentDataset(results, task, encode_scale=None, split_kind=split_kind,
+    sets = {role: SegmentDataset(results, task, encode_scale=None, split=window_split,
                                  roles=(role,), recordings=[recording])
             for role in ("train", "val", "test")}
     if any(len(ds) == 0 for ds in sets.values()):

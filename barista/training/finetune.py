@@ -153,12 +153,12 @@ def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, task: str,
-             mask_scale: str | None, split_kind: str = "random",
+             mask_scale: str | None, window_split: str = "random",
              cfg: FinetuneConfig | None = None,
              spatial_ids: dict[str, np.ndarray] | None = None) -> dict:
     """Finetune ``encoder`` on one recording's task; returns metrics.
 
-    ``split_kind`` is ``random`` or ``chronoK`` (one split; ``encoder`` is finetuned in place)
+    ``window_split`` is ``random`` or ``chronoK`` (one split; ``encoder`` is finetuned in place)
     or ``chrono``: every chronological fold in turn, each from a fresh copy of ``encoder``
     (:mod:`barista.training.folds`), with ``auroc`` the test-size-weighted mean over folds.
 
@@ -172,16 +172,16 @@ def finetune(results: str | Path, encoder: BaristaEncoder, *, recording: str, ta
     device = pick_device(cfg.device)
     seed_everything(seed_of(cfg.seed, recording, task))
     scale = encoder.config.encode_scale
-    if split_kind == CROSS_VALIDATED:
+    if window_split == CROSS_VALIDATED:
         return _cross_validated(results, encoder, recording, task, mask_scale, cfg, device,
                                 spatial_ids)
     sets = {role: SegmentDataset(results, task, encode_scale=scale, mask_scale=mask_scale,
-                                 split_kind=split_kind, roles=(role,), recordings=[recording],
+                                 split=window_split, roles=(role,), recordings=[recording],
                                  spatial_ids=spatial_ids)
             for role in ("train", "val", "test")}
     for role, ds in sets.items():
         if len(ds) == 0:
-            raise DataError(f"{recording}: no '{task}' windows in the {split_kind} {role} split")
+            raise DataError(f"{recording}: no '{task}' windows in the {window_split} {role} split")
     apply_freeze(encoder, cfg.freeze)
     for ds in sets.values():
         _load_windows(ds, encoder, device)
@@ -193,7 +193,7 @@ def _cross_validated(results, encoder, recording, task, mask_scale, cfg, device,
     """Every chronological fold from the same starting weights; the windows are read (and
     their frozen CNN features computed) once for all folds."""
     windows = SegmentDataset(results, task, encode_scale=encoder.config.encode_scale,
-                             mask_scale=mask_scale, split_kind=None, recordings=[recording],
+                             mask_scale=mask_scale, split=None, recordings=[recording],
                              spatial_ids=spatial_ids)
     if len(windows) == 0:
         raise DataError(f"{recording}: no '{task}' windows to finetune on")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data import read_splits
 from ..errors import DataError
 from .common import seed_of
 
@@ -27,12 +28,12 @@ def chronological_roles(results: str | Path, recording: str, task: str) -> pd.Da
     path = Path(results) / "segments" / recording / "splits.parquet"
     if not path.exists():
         raise DataError(f"{path} missing: build the segments first")
-    splits = pd.read_parquet(path)
-    splits = splits[(splits["kind"] == task) & splits["split_kind"].str.startswith("chrono")]
+    splits = read_splits(path)
+    splits = splits[(splits["kind"] == task) & splits["split"].str.startswith("chrono")]
     if splits.empty:
         raise DataError(f"{path}: no chronological folds of '{task}' (config "
                         "'splits.chronological.n_folds')")
-    return splits.pivot(index="segment", columns="split_kind", values="role")
+    return splits.pivot(index="segment", columns="split", values="role")
 
 
 def cross_validation_folds(roles: pd.DataFrame, labels: np.ndarray, *, val_fraction: float,

@@ -420,9 +420,9 @@ def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
     config = objective.configure(results, encode_scale, size, model_overrides)
     if val_recordings:
         train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
-                               mask_scale=mask_scale, split_kind=None, recordings=recordings)
+                               mask_scale=mask_scale, split=None, recordings=recordings)
         val = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
-                             mask_scale=mask_scale, split_kind=None, recordings=val_recordings)
+                             mask_scale=mask_scale, split=None, recordings=val_recordings)
     else:
         train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
                                mask_scale=mask_scale, roles=("train",), recordings=recordings)

@@ -67,7 +67,7 @@ def probe_auroc(encoder: nn.Module, results: str | Path, recording: str, task: s
     """
     scale = getattr(encoder.config, "encode_scale", None)
     windows = SegmentDataset(results, task, encode_scale=scale, mask_scale=None,
-                             split_kind=None, recordings=[recording], spatial_ids=spatial_ids)
+                             split=None, recordings=[recording], spatial_ids=spatial_ids)
     if len(windows) == 0:
         raise DataError(f"{recording}: no '{task}' windows to probe")
     x = token_states(encoder, windows, batch_size=batch_size, device=device)

@@ -86,7 +86,7 @@ def evaluate_channels(model_path: str | Path, head: nn.Module, results: str | Pa
     dev = pick_device(device)
     encoder, predictor, state = _load(model_path, dev)
     ds = SegmentDataset(results, "pretrain", encode_scale=state["encode_scale"],
-                        split_kind=None, recordings=[recording])
+                        split=None, recordings=[recording])
     keep = np.linspace(0, len(ds) - 1, min(max_windows, len(ds))).round().astype(int)
     subset = torch.utils.data.Subset(ds, np.unique(keep).tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size,
