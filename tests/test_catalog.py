@@ -22,12 +22,40 @@ TARGETS = {"config": "all", "config_data": "data"}
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="needs snakemake")
 
 
-def snakemake(cwd: Path, *args: str, env: dict | None = None) -> str:
+# The one lint the workflow does not follow, on purpose: every rule runs in the environment that
+# `pip install -e .` (or environment.yml) makes, where the `barista` it calls is installed; a
+# per-rule conda env would have to install barista itself into every env (README, after the
+# install commands).
+ACCEPTED_LINTS = {"Specify a conda environment or container for each rule."}
+
+
+def snakemake(cwd: Path, *args: str, env: dict | None = None, ok=(0,)) -> str:
     done = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
     log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-3000:]
+    assert done.returncode in ok, log[-3000:]
     return log
+
+
+def lint_findings(log: str) -> dict[str, set[str]]:
+    """`snakemake --lint`'s text output as {finding: where (rule or file)}."""
+    findings: dict[str, set[str]] = {}
+    where = ""
+    for line in log.splitlines():
+        if line.startswith("Lints for "):
+            where = line[len("Lints for "):].split(" (")[0].rstrip(":")
+        elif re.match(r"^    \* .+:$", line):
+            findings.setdefault(line.strip()[2:-1], set()).add(where)
+    return findings
+
+
+def test_lint_findings_are_read():
+    log = ("Lints for rule a (line 1, x.smk):\n    * Specify a conda environment or container "
+           "for each rule.:\n      why\nLints for snakefile x.smk:\n    * Mixed rules and "
+           "functions in same snakefile.:\n      why\n")
+    assert lint_findings(log) == {
+        "Specify a conda environment or container for each rule.": {"rule a"},
+        "Mixed rules and functions in same snakefile.": {"snakefile x.smk"}}
 
 
 def test_every_test_configuration_has_a_target():
@@ -40,7 +68,9 @@ def test_test_configuration_dry_runs_and_lints(config, tmp_path):
             "--configfile", str(config)]
     log = snakemake(REPO, *args, "-n", TARGETS[config.parent.name])
     assert "Job stats:" in log
-    assert "Congratulations" in snakemake(REPO, *args, "--lint")
+    findings = lint_findings(snakemake(REPO, *args, "--lint", ok=(0, 1)))
+    assert set(findings) <= ACCEPTED_LINTS, {k: v for k, v in findings.items()
+                                             if k not in ACCEPTED_LINTS}
 
 
 def test_workflow_is_found_from_the_repository_root(tmp_path):
