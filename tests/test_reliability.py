@@ -15,6 +15,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from conftest import step_json
 from test_bad_input import REC, SPACE, ieeg, localize, preprocess, rec_file, segment
 
 from barista.errors import DataError
@@ -95,8 +96,9 @@ def test_full_disk_during_segment_is_reported(sim_bids, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
     out = tmp_path / "seg"
-    code = cli.main(["segment", "--params", "{}", "--bids-root", str(sim_bids), "--recording",
-                     REC, "--fif", str(fif), "--localization", str(loc), "--out-dir", str(out)])
+    code = cli.main(["segment", "--params", step_json("segment"), "--bids-root", str(sim_bids),
+                     "--recording", REC, "--fif", str(fif), "--localization", str(loc),
+                     "--out-dir", str(out)])
     err = capsys.readouterr().err
     assert code == 1
     line = next(ln for ln in err.splitlines() if ln.startswith("barista: error:"))
@@ -129,8 +131,8 @@ def test_mixed_sampling_rates_stop_at_the_tokens_step(sim_bids, tmp_path, capsys
         segment_recording(fif, None, loc, rec, results / "segments" / rec, cfg["segments"],
                           cfg["splits"])
         channel_files.append(str(results / "segments" / rec / "channels.parquet"))
-    code = cli.main(["tokens", "--params", "{}", "--scale", "channel", "--out-dir",
-                     str(results / "tokens" / "channel"), *channel_files])
+    code = cli.main(["tokens", "--params", step_json("tokens", cfg, ["channel"]), "--scale",
+                     "channel", "--out-dir", str(results / "tokens" / "channel"), *channel_files])
     err = capsys.readouterr().err
     assert code == 1
     msg = err[err.index("barista: error:"):]
@@ -142,7 +144,7 @@ def test_mixed_sampling_rates_stop_at_the_tokens_step(sim_bids, tmp_path, capsys
 
     write_tokens(channel_files, "channel", {}, results / "tokens" / "channel")
     with pytest.raises(DataError, match="different sampling rates"):
-        model_config(results, "channel", "demo", {})
+        model_config(results, "channel", "demo", {}, [REC, REC.replace("sub-01", "sub-02")])
 
 
 # --- duplicated names -------------------------------------------------------------------------

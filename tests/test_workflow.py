@@ -114,8 +114,10 @@ def test_same_config_same_bytes(workdir):
 def test_loader_on_workflow_output(workdir):
     from barista.data import SegmentDataset, make_loader
 
-    ds = SegmentDataset(workdir / "results" / "tiny", "speech_vs_nonspeech",
-                        encode_scale="parcel", mask_scale="lobe", roles=("train",))
+    res = workdir / "results" / "tiny"
+    recs = pd.read_csv(res / "recordings.tsv", sep="\t", dtype=str)["recording"].tolist()
+    ds = SegmentDataset(res, "speech_vs_nonspeech", recordings=recs, encode_scale="parcel",
+                        mask_scale="lobe", roles=("train",))
     batch = next(iter(make_loader(ds, batch_size=4, seed=0)))
     assert batch["x"].shape[1:] == (4, 64)
     assert batch["cu_channels"][-1] == batch["x"].shape[0] == batch["spatial_id"].shape[0]

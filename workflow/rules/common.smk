@@ -1,8 +1,8 @@
 # Shared helpers: config validation, paths and the recording list (known after the checkpoint).
 
-import json
 import os
 import re
+import shlex
 
 import pandas as pd
 
@@ -11,6 +11,7 @@ from barista.config import active_scales, validate_config, visible_gpus
 from barista.errors import ConfigError, DataError
 from barista.evaluation import decoded, heldout
 from barista.release import RELEASES
+from barista.steps import step_params
 from barista.variants import init_variant
 
 # validated against workflow/schemas/config.schema.yaml, defaults filled in
@@ -65,9 +66,9 @@ def seeds_dir(wildcards, output):
     return os.path.dirname(os.path.dirname(output.metrics[0]))
 
 
-def probe_only(wildcards):
-    """A finetuning job of a pretraining seed past finetune.repeats scores the probe alone."""
-    return "" if int(wildcards.pseed) in FINETUNED_SEEDS else "--probe-only"
+def results_dir(wildcards, input):
+    """results/<dataset>, the folder holding a job's recordings.tsv (--results)."""
+    return os.path.dirname(input.recordings)
 
 
 def pretrain_launcher():
@@ -90,40 +91,6 @@ elif SOURCE == "braintreebank":
     BIDS_ROOT = config["dataset"]["braintreebank"]["root"] or "resources/braintreebank"
 else:
     BIDS_ROOT = config["dataset"]["local"]["bids_root"]
-
-
-def as_json(*sections):
-    """Config sections as a JSON string: the exact values a step uses, tracked for re-runs."""
-    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
-
-
-# which recordings pretrain and which are held out: all that pretraining and reconstruction
-# take from 'evaluation', so changing how finetuning is evaluated never retrains a model
-HELDOUT_KEYS = [
-    "evaluation.heldout_sessions",
-    "evaluation.heldout_subjects",
-    "evaluation.sessions",
-]
-
-
-# finetune keys that only say which models are finetuned: turning the released encoders (or the
-# random-init runs) on or off adds or removes their jobs and never re-runs the others
-FINETUNE_SWITCHES = ("random_init", "linear_baseline", "barista_release")
-
-
-def scoped_json(sections, *scales, keys=()):
-    """Config sections plus the options of the scales a job uses (and single ``section.key``
-    options): a job is re-run when they change, and not when another scale's options do."""
-    cfg = {s: config[s] for s in sections}
-    if "finetune" in cfg:
-        cfg["finetune"] = {k: v for k, v in cfg["finetune"].items() if k not in FINETUNE_SWITCHES}
-    for dotted in keys:
-        section, key = dotted.split(".")
-        cfg.setdefault(section, {})[key] = config[section][key]
-    # a scale that is not built belongs to a rule that does not run (the RPNT rules' params
-    # are formed even without RPNT; with RPNT, validation requires its scale to be built)
-    cfg["scales"] = {s: config["scales"][s] for s in scales if s in config["scales"]}
-    return json.dumps(cfg, sort_keys=True)
 
 
 def bids_input():
@@ -226,28 +193,10 @@ def decoding_results(wildcards):
 def study_results():
     """Result files of the study's own protocol (evaluation.protocols: barista): one per
     encoder (all its tasks, recordings and seeds), and the linear floor's."""
-    ft = config["finetune"]
-    if not ft["tasks"]:
+    if not config["finetune"]["tasks"]:
         return []  # pretraining only: the decoding table has no rows
-    files = [
-        f"{RESULTS}/finetune/barista/{v}/{e}-{m}/seed{s}/metrics.parquet"
-        for v, e, m, s in pretrained_runs()
-        if s in EVALUATED_SEEDS
-    ]
-    if ft["random_init"]:
-        files += [
-            f"{RESULTS}/finetune/random_init/{v}/{e}/seed{s}/metrics.parquet"
-            for v, e, s in random_init_runs()
-            if s in EVALUATED_SEEDS
-        ]
-    if "rpnt" in ARCHITECTURES:
-        files.append(f"{RESULTS}/finetune/rpnt/metrics.parquet")
-    if ft["barista_release"]:
-        files += [
-            f"{RESULTS}/finetune/barista_release/{e}/metrics.parquet"
-            for e in config["model"]["encode_scales"]
-        ]
-    if ft["linear_baseline"]:
+    files = [f"{RESULTS}/finetune/{enc}/metrics.parquet" for enc in ENCODERS]
+    if config["finetune"]["linear_baseline"]:
         files.append(f"{RESULTS}/finetune/linear/metrics.parquet")
     return files
 
@@ -267,42 +216,60 @@ def reconstruction_results(wildcards):
 # --- the Neuroprobe protocol (evaluation.protocols: neuroprobe; workflow/rules/neuroprobe.smk)
 
 
-def neuroprobe_encoders():
-    """Every encoder the DAG finetunes, by the path fragment of its results: the model CLI
-    arguments, its checkpoint (None: built from pretrain.seed) and the scales whose tokens it
-    reads. A model family that joins the DAG joins the Neuroprobe protocol by an entry here."""
+def encoders():
+    """Every encoder the DAG finetunes, by the path fragment of its results under finetune/:
+    its model, the finetune CLI arguments naming it (and its checkpoint), its checkpoint file
+    (none: built from the token table), the scales and token tables it reads, and the
+    fragment of its Neuroprobe results (None: not finetuned there). Both protocols finetune
+    the encoders of this table; a model family joins the DAG by an entry here and one in
+    barista/steps.py (ENCODER_MODELS)."""
     ft = config["finetune"]
+    first = PRETRAIN_SEEDS[0]
     out = {}
-    # BaRISTA: every variant, at the first pretraining seed only (the benchmark is a second
-    # protocol, not where pretraining runs are compared); random init: the encoder each of
-    # those starts from. Both carry their variant and pretraining seed into the result rows.
-    seed = PRETRAIN_SEEDS[0]
+
+    def add(fragment, model, args, checkpoint, scales, pseed=None, neuroprobe=None):
+        if checkpoint:
+            args += f" --pretrained {checkpoint}"
+        if pseed is not None and pseed not in FINETUNED_SEEDS:
+            args += " --probe-only"  # a pretraining run past finetune.repeats: probe only
+        out[fragment] = {"model": model, "args": args, "checkpoint": checkpoint or [],
+                         "scales": scales, "tokens": token_tables(*scales),
+                         "neuroprobe": neuroprobe}
+
+    # BaRISTA: every variant, pair and evaluated pretraining seed; random init: the encoder
+    # each of those starts from. Neuroprobe, a second protocol and not where pretraining runs
+    # are compared, takes the first pretraining seed of each.
     for v, e, m, s in pretrained_runs():
-        if s == seed:
-            out[f"barista/{v}/{e}-{m}"] = {
-                "args": f"--model barista --encode {e} --mask {m}",
-                "model": f"{RESULTS}/models/barista/{v}/{e}-{m}/seed{s}/model.pt",
-                "scales": (e, m)}
-    if "rpnt" in ARCHITECTURES:
-        out["rpnt"] = {"args": "--model rpnt", "model": f"{RESULTS}/models/rpnt/model.pt",
-                       "scales": (config["rpnt"]["encode_scale"],)}
+        if s in EVALUATED_SEEDS:
+            add(f"barista/{v}/{e}-{m}/seed{s}", "barista", f"--model barista --encode {e} "
+                f"--mask {m}", f"{RESULTS}/models/barista/{v}/{e}-{m}/seed{s}/model.pt",
+                (e, m), s, s == first and f"barista/{v}/{e}-{m}")
     if ft["random_init"]:
         for v, e, s in random_init_runs():
-            if s == seed:
-                out[f"random_init/{v}/{e}"] = {
-                    "args": f"--model random_init --variant {v} --encode {e} --pretrain-seed {s}",
-                    "model": None, "scales": (e,)}
+            if s in EVALUATED_SEEDS:
+                add(f"random_init/{v}/{e}/seed{s}", "random_init",
+                    f"--model random_init --variant {shlex.quote(v)} --encode {e} "
+                    f"--pretrain-seed {s}", None, (e,), s, s == first and f"random_init/{v}/{e}")
+    if "rpnt" in ARCHITECTURES:
+        add("rpnt", "rpnt", "--model rpnt", f"{RESULTS}/models/rpnt/model.pt",
+            (config["rpnt"]["encode_scale"],), neuroprobe="rpnt")
     if ft["barista_release"]:
-        # the authors' encoders read 1 s as 4 of their 512-sample patches; their own spatial
-        # ids come from our localization, so no token table is read (scales: none)
+        # the authors' encoders, pretrained with channel masking; their own spatial ids come
+        # from our localization, so no token table is read
         for e in config["model"]["encode_scales"]:
-            out[f"barista_release/{e}"] = {
-                "args": f"--model barista_release --encode {e} --mask channel",
-                "model": release_checkpoint(e), "scales": ()}
+            add(f"barista_release/{e}", "barista_release",
+                f"--model barista_release --encode {e} --mask channel", release_checkpoint(e),
+                (), neuroprobe=f"barista_release/{e}")
     return out
 
 
-NEUROPROBE_ENCODERS = neuroprobe_encoders()
+ENCODERS = encoders()
+NEUROPROBE_ENCODERS = {e["neuroprobe"]: e for e in ENCODERS.values() if e["neuroprobe"]}
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def neuroprobe_trials():
@@ -371,18 +338,8 @@ def neuroprobe_alignment_tables(wildcards):
             for path in map(str, npb.alignment_paths(neuroprobe_alignment_dir(), s, t))]
 
 
-def neuroprobe_encoder_inputs(wildcards):
-    """Inputs of a Neuroprobe finetuning job: tokens, segments of the tested and training
-    trials, the encoder's checkpoint."""
-    encoder = NEUROPROBE_ENCODERS[wildcards.encoder]
+def neuroprobe_segments(wildcards):
+    """Segment indices of a Neuroprobe split: its tested and its training trial."""
     train = neuroprobe_train_recording(wildcards.split, wildcards.rec)
-    files = {
-        "recordings": f"{RESULTS}/recordings.tsv",
-        "tokens": token_tables(*encoder["scales"]),
-        "segments": [
-            f"{RESULTS}/neuroprobe/segments/{r}/index.parquet" for r in sorted({wildcards.rec, train}) if r
-        ],
-    }
-    if encoder["model"]:
-        files["model"] = encoder["model"]
-    return files
+    return [f"{RESULTS}/neuroprobe/segments/{r}/index.parquet"
+            for r in sorted({wildcards.rec, train}) if r]
