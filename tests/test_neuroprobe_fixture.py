@@ -205,7 +205,7 @@ def test_dag_plans_every_neuroprobe_job(btb, tmp_path):
         "neuroprobe_alignment": 3, "neuroprobe_segment": 3, "neuroprobe_finetune": 3 * 7 * 2,
         "neuroprobe_linear": 7 * 2, "fig_neuroprobe": 1, "neuroprobe_table": 1}
     # the study's own protocol: one job per encoder (all its tasks, recordings and seeds)
-    assert jobs["finetune_pretrained"] == 1 and jobs["linear_baseline"] == 1
+    assert jobs["finetune:barista"] == 1 and jobs["linear_baseline"] == 1
 
 
 @needs_snakemake

@@ -404,7 +404,7 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     # with the recordings known, the whole study's DAG is complete (decoded sessions etc.)
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
     assert jobs["pretrain"] == jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
-    assert jobs["finetune_pretrained"] == jobs["finetune_rpnt"] > 0
+    assert jobs["finetune:barista"] == jobs["finetune:rpnt"] > 0
 
 
 @pytest.mark.slow
