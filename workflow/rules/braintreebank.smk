@@ -23,7 +23,7 @@ rule braintreebank_download:
 
 checkpoint recordings:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
     output:
         f"{RESULTS}/recordings.tsv",
     params:
@@ -37,7 +37,7 @@ checkpoint recordings:
 
 rule derivative_description:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
     output:
         f"{DERIV}/dataset_description.json",
     params:
@@ -56,7 +56,7 @@ rule derivative_description:
 
 rule preprocess:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
     output:
         fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
@@ -72,7 +72,7 @@ rule preprocess:
 
 rule localize:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
     output:
         f"{RESULTS}/localization/sub-{{subject}}.parquet",
@@ -89,7 +89,7 @@ rule localize:
 
 rule words:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
     output:
         f"{RESULTS}/events/{{rec}}_events.tsv",

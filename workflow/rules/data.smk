@@ -1,4 +1,4 @@
-# Data half of the DAG: BIDS iEEG -> preprocessed derivative -> localization -> segments -> tokens.
+# Data half of the PLAN: BIDS iEEG -> preprocessed derivative -> localization -> segments -> tokens.
 # Each job's --params: barista/steps.py.
 
 
@@ -34,7 +34,7 @@ else:
 
     checkpoint recordings:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
         output:
             f"{RESULTS}/recordings.tsv",
         params:
@@ -47,7 +47,7 @@ else:
 
     rule derivative_description:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
         output:
             f"{DERIV}/dataset_description.json",
         params:
@@ -60,7 +60,7 @@ else:
 
     rule preprocess:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
             recordings=f"{RESULTS}/recordings.tsv",
         output:
             fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
@@ -75,7 +75,7 @@ else:
 
     rule localize:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
             recordings=f"{RESULTS}/recordings.tsv",
         output:
             f"{RESULTS}/localization/sub-{{subject}}.parquet",
@@ -92,8 +92,8 @@ else:
 
 rule segment:
     input:
-        bids=bids_input(),
-        fif=lambda wc: preproc_fif(wc.rec),
+        bids=PLAN.bids_input(),
+        fif=lambda wc: PLAN.preproc_fif(wc.rec),
         localization=lambda wc: f"{RESULTS}/localization/{wc.rec.split('_')[0]}.parquet",
         events=segment_events,
     output:

@@ -1,4 +1,4 @@
-# Model half of the DAG: pretraining per (variant, encode-mask pair, pretraining seed) and RPNT;
+# Model half of the PLAN: pretraining per (variant, encode-mask pair, pretraining seed) and RPNT;
 # finetuning and probing one job per encoder (all tasks, decoded sessions and seeds); the linear
 # floor; reconstruction; the result tables. Each job's --params: barista/steps.py.
 
@@ -6,7 +6,7 @@
 rule pretrain:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        tokens=lambda wc: token_tables(wc.encode, wc.mask),
+        tokens=lambda wc: PLAN.token_tables(wc.encode, wc.mask),
         segments=all_channel_tables,
     output:
         model=f"{RESULTS}/models/barista/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}/model.pt",
@@ -14,12 +14,12 @@ rule pretrain:
     params:
         cfg=lambda wc: step_params("pretrain:barista", config, (wc.encode, wc.mask)),
         results=results_dir,
-        launch=pretrain_launcher(),
+        launch=LAUNCH,
     log:
         f"{LOGS}/pretrain/{{variant}}/{{encode}}-{{mask}}/seed{{pseed}}.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=pretrain_gpus(),
+        gpu=GPU_PER_JOB * PROCESSES,
     shell:
         "{params.launch} -m barista pretrain --params {params.cfg:q} --results {params.results} "
         "--recordings {input.recordings} --variant {wildcards.variant:q} "
@@ -30,7 +30,7 @@ rule pretrain:
 rule pretrain_rpnt:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        tokens=token_tables(config["rpnt"]["encode_scale"]),
+        tokens=PLAN.token_tables(config["rpnt"]["encode_scale"]),
         segments=all_channel_tables,
     output:
         model=f"{RESULTS}/models/rpnt/model.pt",
@@ -38,12 +38,12 @@ rule pretrain_rpnt:
     params:
         cfg=step_params("pretrain:rpnt", config, (config["rpnt"]["encode_scale"],)),
         results=results_dir,
-        launch=pretrain_launcher(),
+        launch=LAUNCH,
     log:
         f"{LOGS}/pretrain/rpnt.log",
     threads: config["model"]["threads"]
     resources:
-        gpu=pretrain_gpus(),
+        gpu=GPU_PER_JOB * PROCESSES,
     shell:
         "{params.launch} -m barista pretrain --architecture rpnt --params {params.cfg:q} "
         "--results {params.results} --recordings {input.recordings} "
@@ -57,7 +57,7 @@ rule finetune:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
         tokens=lambda wc: ENCODERS[wc.encoder]["tokens"],
-        segments=decoded_segments,
+        segments=lambda wc: PLAN.decoded_segments(recording_table()),
         model=lambda wc: ENCODERS[wc.encoder]["checkpoint"],
     output:
         metrics=f"{RESULTS}/finetune/{{encoder}}/metrics.parquet",
@@ -99,7 +99,7 @@ rule download_release:
 rule linear_baseline:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        segments=decoded_segments,
+        segments=lambda wc: PLAN.decoded_segments(recording_table()),
     output:
         f"{RESULTS}/finetune/linear/metrics.parquet",
     params:
@@ -147,7 +147,7 @@ rule decoding_table:
 
 use rule decoding_table as reconstruction_table with:
     input:
-        reconstruction_results,
+        lambda wc: PLAN.reconstruction_results(recording_table()),
     output:
         f"{RESULTS}/reconstruction.parquet",
     log:

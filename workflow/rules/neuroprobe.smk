@@ -1,13 +1,13 @@
 # The Neuroprobe protocol (evaluation.protocols: neuroprobe): each Neuroprobe trial's samples and
 # splits, taken from the neuroprobe package, cut from the preprocessed recording; every encoder
-# of the DAG and the linear floor finetuned and tested on every split type x task x tested
+# of the PLAN and the linear floor finetuned and tested on every split type x task x tested
 # trial; the leaderboard-style figure and table beside the published rows. Each job's --params:
 # barista/steps.py.
 
 
 rule neuroprobe_alignment:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
     output:
         words=f"{RESULTS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}_words_df.csv",
         nonverbal=f"{RESULTS}/neuroprobe/alignment/subject{{np_subject}}_trial{{np_trial}}_nonverbal_df.csv",
@@ -23,11 +23,11 @@ rule neuroprobe_alignment:
 
 rule neuroprobe_segment:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
-        fif=lambda wc: preproc_fif(wc.rec),
+        fif=lambda wc: PLAN.preproc_fif(wc.rec),
         localization=lambda wc: f"{RESULTS}/localization/{wc.rec.split('_')[0]}.parquet",
-        alignment=neuroprobe_alignment_tables,
+        alignment=lambda wc: PLAN.neuroprobe_alignment_tables(recording_table()),
     output:
         signal=f"{RESULTS}/neuroprobe/segments/{{rec}}/signal.parquet",
         channels=f"{RESULTS}/neuroprobe/segments/{{rec}}/channels.parquet",
@@ -35,7 +35,7 @@ rule neuroprobe_segment:
         splits=f"{RESULTS}/neuroprobe/segments/{{rec}}/splits.parquet",
     params:
         cfg=step_params("neuroprobe-segment", config),
-        alignment=neuroprobe_alignment_dir(),
+        alignment=PLAN.neuroprobe_alignment_dir,
     log:
         f"{LOGS}/neuroprobe/segment/{{rec}}.log",
     shell:
@@ -50,7 +50,7 @@ rule neuroprobe_finetune:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
         tokens=lambda wc: NEUROPROBE_ENCODERS[wc.encoder]["tokens"],
-        segments=neuroprobe_segments,
+        segments=lambda wc: PLAN.neuroprobe_segments(recording_table(), wc.split, wc.rec),
         model=lambda wc: NEUROPROBE_ENCODERS[wc.encoder]["checkpoint"],
     output:
         metrics=seed_files(f"{RESULTS}/neuroprobe/finetune/{{encoder}}/{{nptask}}/{{split}}/{{rec}}", "metrics.parquet"),
@@ -62,9 +62,9 @@ rule neuroprobe_finetune:
             f"neuroprobe-finetune:{NEUROPROBE_ENCODERS[wc.encoder]['model']}", config,
             NEUROPROBE_ENCODERS[wc.encoder]["scales"]),
         encoder=lambda wc: NEUROPROBE_ENCODERS[wc.encoder]["args"],
-        train=lambda wc: neuroprobe_train_recording(wc.split, wc.rec),
-        seeds=SEED_ARGS,
-        out_dir=seeds_dir,
+        train=train_recording,
+        seeds=" ".join(map(str, config["finetune"]["seeds"])),
+        out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.metrics[0])),
         results=results_dir,
     log:
         f"{LOGS}/neuroprobe/finetune/{{encoder}}/{{nptask}}/{{split}}/{{rec}}.log",
@@ -82,12 +82,12 @@ rule neuroprobe_finetune:
 rule neuroprobe_linear:
     input:
         recordings=f"{RESULTS}/recordings.tsv",
-        segments=neuroprobe_segments,
+        segments=lambda wc: PLAN.neuroprobe_segments(recording_table(), wc.split, wc.rec),
     output:
         f"{RESULTS}/neuroprobe/finetune/linear/{{nptask}}/{{split}}/{{rec}}/metrics.parquet",
     params:
         cfg=step_params("neuroprobe-linear", config),
-        train=lambda wc: neuroprobe_train_recording(wc.split, wc.rec),
+        train=train_recording,
         results=results_dir,
     log:
         f"{LOGS}/neuroprobe/finetune/linear/{{nptask}}/{{split}}/{{rec}}.log",
