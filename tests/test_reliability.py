@@ -393,7 +393,8 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     (tmp_path / "my_config.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
 
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
-    assert jobs["tokens"] == 1 and jobs["pretrain"] == 1  # channel-channel
+    # channel-channel: the demo's two variants x three pretraining runs
+    assert jobs["tokens"] == 1 and jobs["pretrain"] == 2 * 3
     run_snakemake(tmp_path, ["data", "--cores", "2", "--configfile", "my_config.yaml"])
     res = tmp_path / "results" / "mystudy"
     assert sorted(p.name for p in (res / "tokens").iterdir()) == ["channel"]
@@ -403,8 +404,9 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     assert len(tokens) and (tokens["token_id"] > 0).all()  # every channel its own token
     # with the recordings known, the whole study's DAG is complete (decoded sessions etc.)
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
-    assert jobs["pretrain"] == jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
-    assert jobs["finetune:barista"] == jobs["finetune:rpnt"] > 0
+    assert jobs["pretrain"] == 2 * 3 and jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
+    # one finetuning job per encoder: every pretraining run (all are probed) and RPNT
+    assert jobs["finetune:barista"] == 2 * 3 and jobs["finetune:rpnt"] == 1
 
 
 @pytest.mark.slow
@@ -434,8 +436,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     # small and fast: one scale, one model, one epoch
     mine["scales"] = {"channel": {}}
     mine["model"].update(architectures=["barista"], encode_scales=["channel"],
-                         mask_scales=["channel"])
-    mine["pretrain"]["epochs"] = 1
+                         mask_scales=["channel"], variants={"paper": "all"})
+    mine["pretrain"].update(epochs=1, repeats=1)
     cfg = tmp_path / "archive.yaml"
     cfg.write_text(yaml.safe_dump(mine))
 
@@ -443,8 +445,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     res = tmp_path / "results" / "archive"
     decoding = pd.read_parquet(res / "decoding.parquet")
     assert decoding.empty and list(decoding.columns) == RESULT_COLUMNS
-    model = torch.load(res / "models" / "barista" / "channel-channel" / "model.pt",
-                       weights_only=False)
+    run = f"paper/channel-channel/seed{mine['pretrain']['seed']}"
+    model = torch.load(res / "models" / "barista" / run / "model.pt", weights_only=False)
     assert model["recordings"] == ["sub-01_ses-01_task-listen_run-01",
                                    "sub-01_ses-02_task-listen_run-01"]
     figures = sorted(p.name for p in (res / "figures").glob("*.png"))
