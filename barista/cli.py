@@ -420,9 +420,9 @@ def _probe(args, cfg: dict, encoder, recording: str, task: str, spatial_ids=None
 def _finetune_config(cfg: dict, seed: int):
     from .training.finetune import FinetuneConfig
 
-    ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "repeats",
-                       "barista_release")}
+    # which tasks, seeds and runs are the job's, not training options (the switches that turn
+    # models on are never in a step's config: barista.steps.SWITCHES)
+    ft = {k: v for k, v in cfg["finetune"].items() if k not in ("tasks", "seeds", "repeats")}
     return FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
                           cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
 

@@ -437,7 +437,7 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     mine["scales"] = {"channel": {}}
     mine["model"].update(architectures=["barista"], encode_scales=["channel"],
                          mask_scales=["channel"], variants={"paper": "all"})
-    mine["pretrain"].update(epochs=1, repeats=1)
+    mine["pretrain"].update(epochs=1, repeats=1, seed=0)
     cfg = tmp_path / "archive.yaml"
     cfg.write_text(yaml.safe_dump(mine))
 
@@ -445,8 +445,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     res = tmp_path / "results" / "archive"
     decoding = pd.read_parquet(res / "decoding.parquet")
     assert decoding.empty and list(decoding.columns) == RESULT_COLUMNS
-    run = f"paper/channel-channel/seed{mine['pretrain']['seed']}"
-    model = torch.load(res / "models" / "barista" / run / "model.pt", weights_only=False)
+    model = torch.load(res / "models/barista/paper/channel-channel/seed0/model.pt",
+                       weights_only=False)
     assert model["recordings"] == ["sub-01_ses-01_task-listen_run-01",
                                    "sub-01_ses-02_task-listen_run-01"]
     figures = sorted(p.name for p in (res / "figures").glob("*.png"))
