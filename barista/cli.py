@@ -1,8 +1,9 @@
 """Command line interface: one sub-command per workflow step.
 
-Each step takes the config section it needs as JSON (``--params``), so Snakemake can pass exactly
-the values it tracks for re-runs; ``--config FILE`` reads them from a YAML config instead, for use
-by hand. Bad input ends with one clear ``barista: error: ...`` line and exit status 1.
+Each workflow step takes exactly the config it declares in :mod:`barista.steps` as JSON
+(``--params``), so Snakemake passes the values it tracks for re-runs and the result rows hash
+them; ``--config FILE`` takes the same values from a YAML config instead, for use by hand.
+Bad input ends with one clear ``barista: error: ...`` line and exit status 1.
 """
 
 from __future__ import annotations
@@ -18,19 +19,43 @@ from .errors import BaristaError
 log = logging.getLogger("barista")
 
 
-def _params(args) -> dict:
-    """The validated config, either from ``--config`` or from the ``--params`` JSON."""
-    from .config import load_config, validate_config
+def step_of(args) -> str:
+    """The workflow step (barista/steps.py) a parsed command line runs."""
+    if args.command == "pretrain":
+        return f"pretrain:{args.architecture}"
+    if args.command in ("finetune", "neuroprobe-finetune"):
+        return f"{args.command}:{args.model}"
+    return args.command
 
-    if args.params:
-        try:
-            partial = json.loads(args.params)
-        except json.JSONDecodeError as err:
-            raise BaristaError(f"--params is not valid JSON: {err}") from err
-        cfg = validate_config(partial, partial=True)
-    else:
-        cfg = load_config(args.config)
-    return cfg
+
+def job_scales(args, config: dict) -> tuple[str, ...]:
+    """The scales whose token tables (and options) a job reads."""
+    if "rpnt" in (getattr(args, "model", None), getattr(args, "architecture", None)):
+        return (config["rpnt"]["encode_scale"],)
+    return tuple(x for x in (getattr(args, a, None) for a in ("scale", "encode", "mask")) if x)
+
+
+def _params(args) -> dict:
+    """The step's config: the ``--params`` JSON, which must hold exactly the step's declared
+    closure, or that closure taken from ``--config``. Reading any other key is an error; its
+    ``digest`` is the result rows' ``config_hash`` (barista/steps.py)."""
+    from .config import load_config, validate_config
+    from .steps import check_params, scoped_config, step_config
+
+    if getattr(args, "_cfg", None) is None:
+        step = step_of(args)
+        if args.params:
+            try:
+                given = json.loads(args.params)
+            except json.JSONDecodeError as err:
+                raise BaristaError(f"--params is not valid JSON: {err}") from err
+            validate_config(given, partial=True)  # a value of the wrong type, by its key
+            check_params(step, given)
+        else:
+            full = load_config(args.config)
+            given = step_config(step, full, job_scales(args, full))
+        args._cfg = scoped_config(step, given)
+    return args._cfg
 
 
 def _bids_root(value: str) -> Path:
@@ -297,8 +322,9 @@ def cmd_pretrain(args) -> dict:
                     objective=objective, val_recordings=val_recs)
 
 
-def _encoder(args, cfg: dict):
-    """The encoder a finetuning job starts from, its variant and its pretraining seed."""
+def _encoder(args, cfg: dict, recordings: list[str], segments: str = "segments"):
+    """The encoder a finetuning job starts from, its variant and its pretraining seed (a
+    random init is built for the geometry of the windows of ``recordings``)."""
     from .config import barista_overrides
     from .evaluation import NONE
     from .training.pretrain import initial_encoder, load_pretrained, model_config
@@ -314,9 +340,13 @@ def _encoder(args, cfg: dict):
         return encoder, NONE, state.get("seed", cfg["pretrain"]["seed"])
     # random init: the very encoder the pretraining run of this variant and seed starts from,
     # so the comparison isolates pretraining
-    seed = cfg["pretrain"]["seed"] if args.pretrain_seed is None else args.pretrain_seed
+    if args.pretrain_seed is None:
+        raise BaristaError("--model random_init needs --pretrain-seed: the pretraining run "
+                           "whose starting encoder it is")
+    seed = args.pretrain_seed
     overrides = {**barista_overrides(cfg["model"]), **variant_options(args.variant)}
-    config = model_config(Path(args.results), args.encode, cfg["model"]["size"], overrides)
+    config = model_config(Path(args.results), args.encode, cfg["model"]["size"], overrides,
+                          recordings, segments)
     return initial_encoder(config, seed), args.variant, seed
 
 
@@ -331,7 +361,7 @@ def cmd_finetune(args) -> dict:
 
     import pandas as pd
 
-    from .evaluation import NONE, decoded, read_recordings, result_hash, rows
+    from .evaluation import NONE, decoded, read_recordings, rows
 
     cfg = _params(args)
     _threads(cfg)
@@ -344,12 +374,8 @@ def cmd_finetune(args) -> dict:
         mask = "channel"  # every released encoder was pretrained with channel-scale masking
         encoder, variant, pretrain_seed = None, NONE, 0
     else:
-        encoder, variant, pretrain_seed = _encoder(args, cfg)
-    sections = {"barista": ("model", "pretrain", "finetune", "evaluation"),
-                "rpnt": ("model", "pretrain", "rpnt", "finetune", "evaluation"),
-                "random_init": ("model", "pretrain", "finetune", "evaluation"),
-                "barista_release": ("finetune", "evaluation")}[args.model]
-    digest = result_hash(cfg, *sections)
+        encoder, variant, pretrain_seed = _encoder(args, cfg, recordings)
+    digest = cfg.digest
     metrics, curves, weights, summary = [], [], [], {}
     for rec in recordings:
         spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
@@ -394,9 +420,9 @@ def _probe(args, cfg: dict, encoder, recording: str, task: str, spatial_ids=None
 def _finetune_config(cfg: dict, seed: int):
     from .training.finetune import FinetuneConfig
 
-    ft = {k: v for k, v in cfg["finetune"].items()
-          if k not in ("tasks", "seeds", "random_init", "linear_baseline", "repeats",
-                       "barista_release")}
+    # which tasks, seeds and runs are the job's, not training options (the switches that turn
+    # models on are never in a step's config: barista.steps.SWITCHES)
+    ft = {k: v for k, v in cfg["finetune"].items() if k not in ("tasks", "seeds", "repeats")}
     return FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
                           cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
 
@@ -438,7 +464,7 @@ def cmd_linear(args) -> dict:
     """The linear floor on every task and decoded recording (or those named), one table."""
     import pandas as pd
 
-    from .evaluation import NONE, decoded, read_recordings, result_hash, rows
+    from .evaluation import NONE, decoded, read_recordings, rows
     from .training.baselines import linear_baseline
 
     cfg = _params(args)
@@ -454,7 +480,7 @@ def cmd_linear(args) -> dict:
             frames.append(rows(metrics, model="linear", variant=NONE, encode_scale=NONE,
                                mask_scale=NONE, task=task, pretrain_seed=0, seed=0,
                                setting=_setting(table, cfg, rec), **_entities(rec),
-                               config_hash=result_hash(cfg, "evaluation")))
+                               config_hash=cfg.digest))
             summary[f"{task}/{rec}"] = metrics["auroc"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pd.concat(frames, ignore_index=True).to_parquet(args.out, index=False)
@@ -464,7 +490,7 @@ def cmd_linear(args) -> dict:
 def cmd_reconstruct(args) -> dict:
     import pandas as pd
 
-    from .evaluation import heldout, pretraining, read_recordings, result_hash
+    from .evaluation import heldout, pretraining, read_recordings
     from .training.reconstruct import evaluate_channels, train_head
 
     cfg = _params(args)
@@ -494,7 +520,7 @@ def cmd_reconstruct(args) -> dict:
     table = pd.concat(frames, ignore_index=True).assign(
         model="barista", variant=variant_name(state["config"]), encode_scale=args.encode,
         mask_scale=args.mask, pretrain_seed=pretrain_seed, seed=pretrain_seed,
-        config_hash=result_hash(cfg, "model", "pretrain", "reconstruct", "evaluation"))
+        config_hash=cfg.digest)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
     means = table.groupby("metric")["value"].mean().to_dict()
@@ -589,7 +615,7 @@ def cmd_neuroprobe_finetune(args) -> dict:
     """Every seed of one (encoder, task, split type, tested trial): ``<out-dir>/seed<k>/``."""
     import copy
 
-    from .evaluation import NONE, result_hash, rows
+    from .evaluation import NONE, rows
     from .neuroprobe_protocol import evaluate_encoder
     from .training.common import pick_device
 
@@ -597,14 +623,16 @@ def cmd_neuroprobe_finetune(args) -> dict:
     _threads(cfg)
     keys = _neuroprobe_keys(args, cfg, args.model)
     overlap = _pretrained_on_benchmark(args, cfg)
-    sections = ("model", "pretrain", "rpnt", "finetune", "neuroprobe")
     summary = {}
     spatial_ids = None  # the encode scale's token ids, unless the encoder has its own
     if args.model == "barista_release":
         encoder, spatial_ids = _neuroprobe_release(args)
         keys.update(variant=NONE, pretrain_seed=0)
     else:
-        encoder, keys["variant"], keys["pretrain_seed"] = _encoder(args, cfg)
+        from .neuroprobe_protocol import SEGMENTS
+
+        encoder, keys["variant"], keys["pretrain_seed"] = _encoder(
+            args, cfg, [r for r in (args.recording, args.train_recording) if r], SEGMENTS)
     for seed in args.seeds:
         out = evaluate_encoder(args.results, copy.deepcopy(encoder), task=args.task,
                                split_type=args.split_type, recording=args.recording,
@@ -615,7 +643,7 @@ def cmd_neuroprobe_finetune(args) -> dict:
         metrics = {**out["metrics"], "pretrained_on_benchmark": overlap}
         out_dir = Path(args.out_dir) / f"seed{seed}"
         out_dir.mkdir(parents=True, exist_ok=True)
-        rows(metrics, **keys, seed=seed, config_hash=result_hash(cfg, *sections)
+        rows(metrics, **keys, seed=seed, config_hash=cfg.digest
              ).to_parquet(out_dir / "metrics.parquet", index=False)
         out["curve"].assign(**keys, seed=seed).to_parquet(out_dir / "curve.parquet",
                                                           index=False)
@@ -661,7 +689,7 @@ def _neuroprobe_release(args) -> tuple:
 
 
 def cmd_neuroprobe_linear(args) -> dict:
-    from .evaluation import result_hash, rows
+    from .evaluation import rows
     from .neuroprobe_protocol import evaluate_linear
 
     cfg = _params(args)
@@ -670,7 +698,7 @@ def cmd_neuroprobe_linear(args) -> dict:
                               train_recording=args.train_recording or None, seed=0)
     metrics["pretrained_on_benchmark"] = 0
     table = rows(metrics, **_neuroprobe_keys(args, cfg, "linear"), seed=0,
-                 config_hash=result_hash(cfg, "neuroprobe"))
+                 config_hash=cfg.digest)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(args.out, index=False)
     return metrics
@@ -970,6 +998,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     try:
+        from .steps import STEPS
+
+        if step_of(args) in STEPS:  # every step checks its config before it starts
+            _params(args)
         summary = args.func(args)
     except BaristaError as err:
         print(f"barista: error: {err}", file=sys.stderr)

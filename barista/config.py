@@ -7,6 +7,7 @@ types and defaults; Snakemake and the library validate with the same file.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -57,6 +58,13 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+@functools.lru_cache(maxsize=1)
+def _validator():
+    """One validator for the process: parsing the schema's YAML takes ~0.1 s, and every step
+    validates its config (defaults are deep-copied out of it, so it is never changed)."""
+    return _Validator(load_schema())
+
+
 def _key_of(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
@@ -75,7 +83,7 @@ def validate_config(config: Mapping[str, Any] | None, *, partial: bool = False) 
     """
     cfg = copy.deepcopy(dict(config or {}))
     _check_session_names(cfg)
-    errors = sorted(_Validator(load_schema()).iter_errors(cfg), key=lambda e: list(e.path))
+    errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(e.path))
     if errors:
         lines = [f"config key '{_key_of(e)}': {e.message}" for e in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

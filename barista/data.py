@@ -97,8 +97,9 @@ class SegmentDataset(Dataset):
         segment folder's: its split names); ``None`` keeps every window.
     roles : sequence of str
         Which roles of the split to keep (``train``, ``val``, ``test``).
-    recordings : sequence of str | None
-        Restrict to these recordings.
+    recordings : sequence of str
+        The recordings to read, ``<root>/<segments>/<recording>/``: every one is named, none
+        found by listing the folder, and their windows must share one shape.
     segments : str
         Folder under ``root`` holding the per-recording segment folders: ``segments`` (the
         study's windows) or ``neuroprobe/segments`` (the benchmark's, ``barista.neuroprobe``).
@@ -120,16 +121,20 @@ class SegmentDataset(Dataset):
     def __init__(self, root: str | Path, kind: str = "pretrain", *,
                  encode_scale: str | None = "channel",
                  mask_scale: str | None = None, split: str | None = "random",
-                 roles: Sequence[str] = ("train",), recordings: Sequence[str] | None = None,
+                 roles: Sequence[str] = ("train",), recordings: Sequence[str],
                  spatial_ids: dict[str, np.ndarray] | None = None,
                  segments: str = "segments", channels: Sequence[str] | None = None):
         root = Path(root)
-        seg_dirs = sorted(p.parent for p in (root / segments).glob("*/index.parquet"))
-        if recordings is not None:
-            wanted = set(recordings)
-            seg_dirs = [d for d in seg_dirs if d.name in wanted]
-        if not seg_dirs:
-            raise DataError(f"no segments under {root / segments}; run the data workflow first")
+        if not recordings:
+            raise DataError("SegmentDataset needs the recordings to read (recordings=[...])")
+        seg_dirs = [root / segments / rec for rec in sorted(set(recordings))]
+        missing = [str(d / "index.parquet") for d in seg_dirs if not (d / "index.parquet").exists()]
+        if missing:
+            raise DataError(f"no segments of {len(missing)} recording(s): {missing[:5]}; run the "
+                            "segment step first")
+        from .segments import window_geometry
+
+        window_geometry([d / "signal.parquet" for d in seg_dirs])  # one model, one shape
         index = pd.concat([pd.read_parquet(d / "index.parquet") for d in seg_dirs],
                           ignore_index=True)
         index = index[index["kind"] == kind]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import config_hash
 from .errors import ConfigError, DataError
 
 # ``variant``: the BaRISTA pretraining variant (barista.variants; ``paper`` is the paper's
@@ -168,12 +167,6 @@ def heldout(recordings: pd.DataFrame, evaluation: dict) -> pd.DataFrame:
                           "is scored on held-out recordings; to pretrain on every recording, "
                           "set config key 'reconstruct.enabled' to false")
     return held.reset_index(drop=True)
-
-
-def result_hash(cfg: dict, *sections: str) -> str:
-    """Hash of the config sections a number depends on (always the data sections)."""
-    keys = ("dataset", "preprocess", "atlas", "scales", "segments", "splits", *sections)
-    return config_hash({k: cfg[k] for k in keys if k in cfg})
 
 
 def rows(metrics: dict, **columns) -> pd.DataFrame:

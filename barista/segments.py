@@ -273,14 +273,17 @@ def _read_windows(raw: mne.io.BaseRaw, picks: list[int], onsets: np.ndarray, n_w
 def window_geometry(signal_files: list[str | Path]) -> dict:
     """Sampling rate and patch geometry shared by the windows of every recording.
 
-    One model takes windows of one shape: recordings kept at different sampling rates cut
-    windows of different lengths, which used to fail rules later as a reshape error inside
-    the model. Every file's metadata is read (a schema read each, no data).
+    One model takes windows of one shape: recordings kept at different sampling rates (or cut
+    with other segment options) cut windows of different shapes, which used to fail later as a
+    reshape error inside the model. Every file's metadata is read (a schema read each, no
+    data); a disagreement names two recordings and their values.
     """
     if not signal_files:
         raise DataError("no signal.parquet files: run the segment step first")
     geometry: dict[tuple, list[str]] = {}
     for path in signal_files:
+        if not Path(path).exists():
+            raise DataError(f"{path} missing: run the segment step first")
         meta = pq.read_schema(path).metadata or {}
         if b"barista" not in meta:
             raise DataError(f"{path} is not a barista signal file (no 'barista' metadata)")
@@ -288,16 +291,34 @@ def window_geometry(signal_files: list[str | Path]) -> dict:
         key = (float(m["sfreq"]), int(m["n_patches"]), int(m["patch_samples"]))
         geometry.setdefault(key, []).append(m["recording"])
     if len(geometry) > 1:
-        groups = "; ".join(f"{sfreq:g} Hz: {', '.join(sorted(recs)[:5])}"
-                           + (f" and {len(recs) - 5} more" if len(recs) > 5 else "")
-                           for (sfreq, _, _), recs in sorted(geometry.items()))
-        raise DataError("recordings are at different sampling rates after preprocessing "
-                        f"({groups}); windows of different lengths cannot share one model. "
-                        "Set config key 'preprocess.resample_hz' (e.g. to "
-                        f"{min(k[0] for k in geometry):g}) to resample every recording to "
-                        "one rate")
+        (a, recs_a), (b, recs_b) = list(geometry.items())[:2]
+        diff = ", ".join(f"{name} {x:g} vs {y:g}" for name, x, y in
+                         zip(("sfreq", "n_patches", "patch_samples"), a, b, strict=True)
+                         if x != y)
+        msg = (f"recordings {recs_a[0]} and {recs_b[0]} have windows of different shapes "
+               f"({diff}); one model takes windows of one shape")
+        if len({k[0] for k in geometry}) > 1:
+            groups = "; ".join(f"{sfreq:g} Hz: {', '.join(sorted(recs)[:5])}"
+                               + (f" and {len(recs) - 5} more" if len(recs) > 5 else "")
+                               for (sfreq, _, _), recs in sorted(geometry.items()))
+            msg += (f". The recordings are at different sampling rates after preprocessing "
+                    f"({groups}): set config key 'preprocess.resample_hz' (e.g. to "
+                    f"{min(k[0] for k in geometry):g}) to resample every recording to one rate")
+        else:
+            msg += ": segment every recording with the same segments.length_s and n_patches"
+        raise DataError(msg)
     (sfreq, n_patches, patch_samples), = geometry
     return {"sfreq": sfreq, "n_patches": n_patches, "patch_samples": patch_samples}
+
+
+def recording_geometry(results: str | Path, recordings: list[str],
+                       segments: str = "segments") -> dict:
+    """:func:`window_geometry` of the named recordings' windows under ``results``."""
+    if not recordings:
+        raise DataError("no recordings given: a model's geometry comes from the windows it "
+                        "reads")
+    return window_geometry([Path(results) / segments / rec / "signal.parquet"
+                            for rec in recordings])
 
 
 def recording_channels(raw: mne.io.BaseRaw, anchors: dict[str, str], localization: pd.DataFrame,

@@ -49,3 +49,12 @@ def sim_copy(sim_bids, tmp_path) -> Path:
     shutil.copytree(sim_bids, dest)
     return dest
 
+
+
+def step_json(step: str, overrides: dict | None = None, scales=()) -> str:
+    """The ``--params`` a workflow rule passes to ``step`` for the config ``overrides`` (the
+    schema's defaults elsewhere), as barista/steps.py derives it."""
+    from barista.config import validate_config
+    from barista.steps import step_params
+
+    return step_params(step, validate_config(overrides or {}), scales)

@@ -15,6 +15,7 @@ from pathlib import Path
 import mne
 import pandas as pd
 import pytest
+from conftest import step_json
 
 from barista.bids import bids_path_of
 from barista.config import validate_config
@@ -102,8 +103,8 @@ def test_missing_coordsystem_json(sim_copy):
 def test_cli_localize_without_electrodes(sim_copy, tmp_path):
     (ieeg(sim_copy) / f"sub-01_ses-01_space-{SPACE}_electrodes.tsv").unlink()
     out = tmp_path / "loc" / "sub-01.parquet"
-    proc = cli("localize", "--params", "{}", "--bids-root", sim_copy, "--subject", "01",
-               "--sessions", "01", "--out", out)
+    proc = cli("localize", "--params", step_json("localize"), "--bids-root", sim_copy,
+               "--subject", "01", "--sessions", "01", "--out", out)
     assert_cli_error(proc, "electrodes.tsv", "sub-01_ses-01")
     assert not out.exists()
 
@@ -153,8 +154,8 @@ def test_cli_preprocess_corrupt_eeg(sim_copy, tmp_path):
     eeg = rec_file(sim_copy, "ieeg.eeg")
     eeg.write_bytes(b"")
     out = derivative_path(tmp_path, REC)
-    proc = cli("preprocess", "--params", "{}", "--bids-root", sim_copy, "--recording", REC,
-               "--out", out)
+    proc = cli("preprocess", "--params", step_json("preprocess"), "--bids-root", sim_copy,
+               "--recording", REC, "--out", out)
     assert_cli_error(proc, "cannot read raw file", f"{REC}_ieeg.vhdr")
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
@@ -200,8 +201,8 @@ def test_channels_tsv_other_order(sim_copy, tmp_path):
 
 def test_cli_channels_mismatch(sim_copy, tmp_path):
     edit_channels(sim_copy, lambda ls: [ln.replace("LA2\t", "LA02\t") for ln in ls])
-    proc = cli("preprocess", "--params", "{}", "--bids-root", sim_copy, "--recording", REC,
-               "--out", derivative_path(tmp_path, REC))
+    proc = cli("preprocess", "--params", step_json("preprocess"), "--bids-root", sim_copy,
+               "--recording", REC, "--out", derivative_path(tmp_path, REC))
     assert_cli_error(proc, f"{REC}_channels.tsv", "'LA02'", "'LA2'")
 
 
@@ -254,8 +255,9 @@ def test_cli_segment_without_events(sim_copy, preprocessed, tmp_path):
     loc = tmp_path / "sub-01.parquet"
     localize(sim_copy).to_parquet(loc)
     before = preprocessed.read_bytes()
-    proc = cli("segment", "--params", "{}", "--bids-root", sim_copy, "--recording", REC,
-               "--fif", preprocessed, "--localization", loc, "--out-dir", tmp_path / "seg")
+    proc = cli("segment", "--params", step_json("segment"), "--bids-root", sim_copy,
+               "--recording", REC, "--fif", preprocessed, "--localization", loc,
+               "--out-dir", tmp_path / "seg")
     assert_cli_error(proc, "no events file", f"{REC}_events.tsv")
     assert not any((tmp_path / "seg").glob("*.parquet*"))
     assert preprocessed.read_bytes() == before  # the earlier step's output is untouched
@@ -347,7 +349,7 @@ def test_every_error_class_of_the_package_is_a_barista_error():
 def test_command_line_turns_a_barista_error_into_one_line(tmp_path, capsys):
     from barista.cli import main
 
-    status = main(["tokens", "--params", json.dumps({"scales": {"channel": {}}}),
+    status = main(["tokens", "--params", step_json("tokens", {"scales": {"channel": {}}}),
                    "--scale", "lobe", "--out-dir", str(tmp_path), str(tmp_path / "x.parquet")])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1

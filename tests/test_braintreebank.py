@@ -508,9 +508,9 @@ def _snakemake(workdir: Path, cfg: dict, *args: str, target: str = "all") -> str
 
 
 def _job_counts(log: str) -> dict[str, int]:
-    table = log.split("Job stats:")[-1].split("\n\n")[0]
-    rows = (re.match(r"^(\w+)\s+(\d+)$", line.strip()) for line in table.splitlines())
-    return {m.group(1): int(m.group(2)) for m in rows if m and m.group(1) != "total"}
+    from test_workflow import planned_jobs
+
+    return planned_jobs(log)
 
 
 @pytest.mark.slow
@@ -529,11 +529,10 @@ def test_paper_config_dry_runs_to_the_paper_job_list(tmp_path):
     assert jobs["preprocess"] == jobs["segment"] == jobs["words"] == 26
     assert jobs["localize"] == 10 and jobs["tokens"] == 3
     assert jobs["pretrain"] == n_pairs and jobs["reconstruct"] == n_pairs
-    # one finetuning job per encoder, each on both tasks and the 7 decoded sessions
-    assert jobs["finetune_pretrained"] == n_pairs
-    assert jobs["finetune_random_init"] == 3  # one per encode scale
+    # one finetuning job per encoder (every task, test session and seed)
+    assert jobs["finetune:barista"] == n_pairs and jobs["finetune:random_init"] == 3
     assert jobs["linear_baseline"] == 1
-    assert jobs["finetune_release"] == 3  # the authors' encoders, one per scale
+    assert jobs["finetune:barista_release"] == 3  # the authors' encoders, one per scale
 
 
 @pytest.mark.slow

@@ -19,9 +19,10 @@ from barista.errors import DataError
 from barista.tokens import write_tokens
 
 SFREQ, N_WINDOW, N_PATCHES = 64.0, 64, 4
+RECS = ["sub-01_ses-01_task-t", "sub-02_ses-01_task-t"]
 
 
-def make_recording(root, rec, n_channels, n_windows, seed):
+def make_recording(root, rec, n_channels, n_windows, seed, n_patches=N_PATCHES):
     rng = np.random.default_rng(seed)
     names = [f"A{i + 1}" for i in range(n_channels)]
     data = rng.standard_normal((n_channels, N_WINDOW * n_windows))
@@ -29,8 +30,8 @@ def make_recording(root, rec, n_channels, n_windows, seed):
     out = root / "segments" / rec
     out.mkdir(parents=True)
     onsets = segments.grid_onsets(raw.n_times, N_WINDOW)
-    meta = {"recording": rec, "sfreq": SFREQ, "n_patches": N_PATCHES,
-            "patch_samples": N_WINDOW // N_PATCHES,
+    meta = {"recording": rec, "sfreq": SFREQ, "n_patches": n_patches,
+            "patch_samples": N_WINDOW // n_patches,
             "windows_per_row_group": segments.WINDOWS_PER_ROW_GROUP, "channels": names}
     segments.write_signal(raw, names, onsets, N_WINDOW, out / "signal.parquet", meta)
     subject = rec.split("_")[0][4:]
@@ -67,7 +68,8 @@ def root(built):
 
 def test_sample_matches_the_source_signal(built):
     root, raws = built
-    ds = SegmentDataset(root, "pretrain", encode_scale="parcel", split=None)
+    ds = SegmentDataset(root, "pretrain", recordings=RECS, encode_scale="parcel",
+                        split=None)
     assert len(ds) == 240
     for i in (0, 77, 149, 150, 239):
         s = ds[i]
@@ -82,8 +84,8 @@ def test_sample_matches_the_source_signal(built):
 
 
 def test_packed_batch_boundaries(root):
-    ds = SegmentDataset(root, "pretrain", encode_scale="channel", mask_scale="parcel",
-                        split=None)
+    ds = SegmentDataset(root, "pretrain", recordings=RECS, encode_scale="channel",
+                        mask_scale="parcel", split=None)
     picks = [0, 200, 1]  # 5, 3 and 5 channels
     batch = next(iter(DataLoader(ds, batch_size=3, sampler=picks, collate_fn=collate_packed)))
     assert batch["n_channels"].tolist() == [5, 3, 5]
@@ -95,7 +97,7 @@ def test_packed_batch_boundaries(root):
 
 
 def test_split_roles_partition_the_windows(root):
-    sizes = {r: len(SegmentDataset(root, "pretrain", roles=(r,))) for r in
+    sizes = {r: len(SegmentDataset(root, "pretrain", recordings=RECS, roles=(r,))) for r in
              ("train", "val", "test")}
     assert sum(sizes.values()) == 240 and sizes["train"] == 192
 
@@ -120,7 +122,7 @@ def test_segments_written_before_the_rename_keep_their_splits(tmp_path):
 
 
 def test_block_shuffle_is_deterministic_and_block_local(root):
-    ds = SegmentDataset(root, "pretrain", split=None)
+    ds = SegmentDataset(root, "pretrain", recordings=RECS, split=None)
     sampler = BlockShuffleSampler(ds, seed=3)
     first = list(sampler)
     assert sorted(first) == list(range(len(ds)))
@@ -141,7 +143,7 @@ def test_streaming_keeps_only_a_few_row_groups(root):
 
 
 def test_loader_reproducible(root):
-    ds = SegmentDataset(root, "pretrain", encode_scale="parcel")
+    ds = SegmentDataset(root, "pretrain", recordings=RECS, encode_scale="parcel")
     a = [b["segment"].tolist() for b in make_loader(ds, 16, seed=1)]
     b = [b["segment"].tolist() for b in make_loader(ds, 16, seed=1)]
     assert a == b
@@ -149,7 +151,7 @@ def test_loader_reproducible(root):
 
 def test_missing_scale_names_the_file(root):
     with pytest.raises(DataError, match=r"tokens/lobe/channels\.parquet"):
-        SegmentDataset(root, "pretrain", encode_scale="lobe")
+        SegmentDataset(root, "pretrain", recordings=RECS, encode_scale="lobe")
 
 
 def test_grid_ids_come_from_lip_columns_in_signal_order(built, tmp_path):
@@ -160,7 +162,8 @@ def test_grid_ids_come_from_lip_columns_in_signal_order(built, tmp_path):
     src, _ = built
     root = tmp_path / "results"
     shutil.copytree(src, root)
-    assert "grid_ids" not in SegmentDataset(root, "pretrain", encode_scale="channel")[0]
+    assert "grid_ids" not in SegmentDataset(root, "pretrain", recordings=RECS,
+                                            encode_scale="channel")[0]
     rec = "sub-01_ses-01_task-t"
     path = root / "segments" / rec / "channels.parquet"
     table = pd.read_parquet(path).iloc[::-1]  # another order than the signal's
@@ -191,4 +194,37 @@ def test_spatial_ids_replace_the_token_table(root):
         SegmentDataset(root, "pretrain", encode_scale="parcel", recordings=[rec],
                        spatial_ids={rec: np.array([7, 0])})
     with pytest.raises(DataError, match="no spatial ids"):
-        SegmentDataset(root, "pretrain", encode_scale="parcel", spatial_ids={rec: [1, 2, 3]})
+        SegmentDataset(root, "pretrain", recordings=RECS, encode_scale="parcel",
+                       spatial_ids={rec: [1, 2, 3]})
+
+
+def test_windows_of_different_shapes_name_two_recordings(tmp_path):
+    """The model's geometry comes from every recording it is given: two whose windows are cut
+    into patches of different lengths (64 samples as 4 or as 8 patches) stop the dataset and
+    the model's configuration with both recordings and both values, not a reshape error."""
+    from barista.training.pretrain import model_config
+
+    make_recording(tmp_path, RECS[0], 3, 10, 0, n_patches=4)
+    make_recording(tmp_path, RECS[1], 3, 10, 1, n_patches=8)
+    write_tokens(sorted((tmp_path / "segments").glob("*/channels.parquet")), "channel", {},
+                 tmp_path / "tokens" / "channel")
+    for build in (lambda: SegmentDataset(tmp_path, "pretrain", recordings=RECS),
+                  lambda: model_config(tmp_path, "channel", "demo", {}, RECS)):
+        with pytest.raises(DataError) as err:
+            build()
+        msg = str(err.value)
+        assert f"recordings {RECS[0]} and {RECS[1]}" in msg
+        assert "n_patches 4 vs 8" in msg and "patch_samples 16 vs 8" in msg
+        assert "sfreq" not in msg  # the rates agree: the message says what differs
+    # one recording alone has one shape
+    assert model_config(tmp_path, "channel", "demo", {}, RECS[:1]).patch_samples == 16
+
+
+def test_segments_are_named_never_listed(root):
+    """A dataset reads the recordings it is given; none given or one without segments is an
+    error, not whatever the folder holds."""
+    with pytest.raises(DataError, match="needs the recordings"):
+        SegmentDataset(root, "pretrain", recordings=[])
+    with pytest.raises(DataError, match="sub-09_ses-01_task-t/index.parquet"):
+        SegmentDataset(root, "pretrain", recordings=[*RECS, "sub-09_ses-01_task-t"])
+    assert set(SegmentDataset(root, "pretrain", recordings=RECS[:1]).files) == {RECS[0]}

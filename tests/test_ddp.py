@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import step_json  # noqa: E402
 from test_data import make_recording  # noqa: E402
 
 from barista import cli  # noqa: E402
@@ -60,7 +61,8 @@ def _args(results, out, **pretrain):
               "pretrain": {"epochs": 3, "batch_size": BATCH, "warmup_epochs": 1,
                            "ema_ramp_epochs": 1, "checkpoint_every": 2, "seed": 4,
                            "max_steps": STEPS, **pretrain}}
-    return ["pretrain", "--params", json.dumps(params), "--results", str(results),
+    return ["pretrain", "--params", step_json("pretrain:barista", params, ["parcel"]),
+            "--results", str(results),
             "--recordings", str(results / "recordings.tsv"), "--encode", "parcel", "--mask",
             "parcel", "--out-dir", str(out), "--no-progress"]
 
@@ -107,7 +109,8 @@ def max_difference(a: Path, b: Path, inert: bool = False) -> float:
 
 def output_difference(results, a: Path, b: Path) -> float:
     """Max |difference| of the two pretrained encoders' states on one batch."""
-    ds = SegmentDataset(results, "pretrain", encode_scale="parcel", roles=("val",))
+    ds = SegmentDataset(results, "pretrain", recordings=RECS, encode_scale="parcel",
+                        roles=("val",))
     batch = collate_packed([ds[i] for i in range(len(ds))])
     with torch.no_grad():
         states = [load_pretrained(p / "model.pt")[0].eval()(batch) for p in (a, b)]
@@ -115,7 +118,8 @@ def output_difference(results, a: Path, b: Path) -> float:
 
 
 def test_rank_batches_slice_the_global_order(results):
-    ds = SegmentDataset(results, "pretrain", encode_scale="parcel", roles=("train",))
+    ds = SegmentDataset(results, "pretrain", recordings=RECS, encode_scale="parcel",
+                        roles=("train",))
     whole = list(RankBatches(BlockShuffleSampler(ds, seed=3), 8, drop_last=True))
     parts = [RankBatches(BlockShuffleSampler(ds, seed=3), 8, True, r, 2) for r in range(2)]
     for p in parts:
@@ -127,7 +131,8 @@ def test_rank_batches_slice_the_global_order(results):
 
 
 def test_masks_do_not_depend_on_the_split(results):
-    ds = SegmentDataset(results, "pretrain", encode_scale="parcel", mask_scale="parcel")
+    ds = SegmentDataset(results, "pretrain", recordings=RECS, encode_scale="parcel",
+                        mask_scale="parcel")
     samples = [ds[i] for i in range(0, 32, 4)]
     whole = sample_masks(collate_packed(samples), 0.3, 4, 7)
     halves = torch.cat([sample_masks(collate_packed(samples[:3]), 0.3, 4, 7, first=0),

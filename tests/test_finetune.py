@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import step_json
 
 from barista import segments
 from barista.errors import DataError
@@ -179,7 +180,6 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
     """Every finetuning seed starts from the same encoder (the random-init model is the
     pretraining's starting point), so its probe is one row, not one per seed: duplicated rows
     would shrink the s.e.m. of the probe table."""
-    import json
 
     from barista.cli import main
 
@@ -190,10 +190,11 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
                                                       "n_heads": 2, "ffn_hidden": 32},
                         "device": "cpu", "threads": 1},
               "finetune": {"epochs": 1, "batch_size": 16, "warmup_epochs": 1},
-              "evaluation": {"settings": ["within_session"]}, "pretrain": {"seed": 3},
-              "scales": {"parcel": {}}}
-    assert main(["finetune", "--params", json.dumps(params), "--results", str(results),
-                 "--model", "random_init", "--encode", "parcel", "--task", TASK,
+              "evaluation": {"settings": ["within_session"]}, "scales": {"parcel": {}}}
+    params = step_json("finetune:random_init", params, ["parcel"])
+    assert main(["finetune", "--params", params, "--results", str(results),
+                 "--model", "random_init", "--pretrain-seed", "3", "--encode", "parcel",
+                 "--task", TASK,
                  "--recording", REC, "--recordings", str(recordings), "--seeds", "0", "1",
                  "--out-dir", str(tmp_path / "out")]) == 0
     rows = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
@@ -208,7 +209,7 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
     curves = pd.read_parquet(tmp_path / "out" / "curve.parquet")
     assert set(curves["seed"]) == {0, 1} and set(curves["variant"]) == {"paper"}
     # --probe-only scores the frozen probe alone (pretraining runs past finetune.repeats)
-    assert main(["finetune", "--params", json.dumps(params), "--results", str(results),
+    assert main(["finetune", "--params", params, "--results", str(results),
                  "--model", "random_init", "--variant", "prior+raw", "--pretrain-seed", "5",
                  "--encode", "parcel", "--task", TASK, "--recording", REC, "--recordings",
                  str(recordings), "--seeds", "0", "--probe-only",
@@ -221,16 +222,16 @@ def test_cli_scores_the_frozen_probe_once_per_encoder(results, tmp_path):
 def test_cli_release_at_another_rate_names_the_mismatch(results, tmp_path, capsys):
     """Segments whose rate the config did not fix (a local dataset's own) are checked when the
     job starts, before any checkpoint is read."""
-    import json
 
     from barista.cli import main
 
     recordings = tmp_path / "recordings.tsv"
     pd.DataFrame({"recording": [REC], "subject": ["01"], "session": ["01"], "task": ["t"],
                   "run": [""]}).to_csv(recordings, sep="\t", index=False)
-    params = {"finetune": {"epochs": 1}, "evaluation": {"settings": ["within_session"]},
-              "scales": {"parcel": {}}}
-    assert main(["finetune", "--params", json.dumps(params), "--results", str(results),
+    params = step_json("finetune:barista_release", {
+        "finetune": {"epochs": 1}, "evaluation": {"settings": ["within_session"]},
+        "scales": {"parcel": {}}})
+    assert main(["finetune", "--params", params, "--results", str(results),
                  "--model", "barista_release", "--encode", "parcel", "--pretrained",
                  str(tmp_path / "parcels_chans.ckpt"), "--task", TASK, "--recording", REC,
                  "--recordings", str(recordings), "--seeds", "0",

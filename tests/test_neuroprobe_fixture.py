@@ -6,7 +6,6 @@ submission check accepts. Fixture numbers are not Brain Treebank numbers."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,6 +41,7 @@ def btb(tmp_path_factory):
     from barista.braintreebank_preprocess import preprocess_trial
     from barista.cli import main
     from barista.config import validate_config
+    from barista.steps import step_params
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("np_fixture")
@@ -57,7 +57,7 @@ def btb(tmp_path_factory):
         rows.append({"recording": recording_name(s, t), "subject": str(s), "session": str(t)})
     recordings = base / "recordings.tsv"
     pd.DataFrame(rows).to_csv(recordings, sep="\t", index=False)
-    params = json.dumps({k: cfg[k] for k in ("segments", "neuroprobe")})
+    params = step_params("neuroprobe-segment", cfg)
     for s, t in TRIALS.values():
         npb.write_derived_alignment(root, s, t, align)
     for rec, (s, t) in TRIALS.items():
@@ -205,7 +205,7 @@ def test_dag_plans_every_neuroprobe_job(btb, tmp_path):
         "neuroprobe_alignment": 3, "neuroprobe_segment": 3, "neuroprobe_finetune": 3 * 7 * 2,
         "neuroprobe_linear": 7 * 2, "fig_neuroprobe": 1, "neuroprobe_table": 1}
     # the study's own protocol: one job per encoder (all its tasks, recordings and seeds)
-    assert jobs["finetune_pretrained"] == 1 and jobs["linear_baseline"] == 1
+    assert jobs["finetune:barista"] == 1 and jobs["linear_baseline"] == 1
 
 
 @needs_snakemake

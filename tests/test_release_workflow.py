@@ -90,7 +90,8 @@ def test_release_adds_its_jobs_and_nothing_else(workdir):
     added = {rule: n - jobs.get(rule, 0) for rule, n in with_release.items()
              if n != jobs.get(rule, 0)}
     # one checkpoint, one finetuning job per encoder and its channel-weight figure
-    assert added == {"download_release": 1, "finetune_release": 1, "fig_importance_release": 1}
+    assert added == {"download_release": 1, "finetune": 1, "finetune:barista_release": 1,
+                     "fig_importance_release": 1}
     assert not set(jobs) - set(with_release)
 
 
@@ -107,7 +108,8 @@ def test_released_parcel_encoder_finetuned_end_to_end(workdir, server):
     on = copy.deepcopy(off)
     on["finetune"]["barista_release"] = True
     assert planned_jobs(snakemake(wd, "-n", config=on, target=table)) == {
-        "download_release": 1, "finetune_release": 1, "decoding_table": 1}
+        "download_release": 1, "finetune": 1, "finetune:barista_release": 1,
+        "decoding_table": 1}
     snakemake(wd, config=on, target=table)
 
     checkpoint = wd / "resources" / "release" / "parcels_chans.ckpt"

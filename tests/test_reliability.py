@@ -15,6 +15,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+from conftest import step_json
 from test_bad_input import REC, SPACE, ieeg, localize, preprocess, rec_file, segment
 
 from barista.errors import DataError
@@ -95,8 +96,9 @@ def test_full_disk_during_segment_is_reported(sim_bids, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
     out = tmp_path / "seg"
-    code = cli.main(["segment", "--params", "{}", "--bids-root", str(sim_bids), "--recording",
-                     REC, "--fif", str(fif), "--localization", str(loc), "--out-dir", str(out)])
+    code = cli.main(["segment", "--params", step_json("segment"), "--bids-root", str(sim_bids),
+                     "--recording", REC, "--fif", str(fif), "--localization", str(loc),
+                     "--out-dir", str(out)])
     err = capsys.readouterr().err
     assert code == 1
     line = next(ln for ln in err.splitlines() if ln.startswith("barista: error:"))
@@ -129,8 +131,8 @@ def test_mixed_sampling_rates_stop_at_the_tokens_step(sim_bids, tmp_path, capsys
         segment_recording(fif, None, loc, rec, results / "segments" / rec, cfg["segments"],
                           cfg["splits"])
         channel_files.append(str(results / "segments" / rec / "channels.parquet"))
-    code = cli.main(["tokens", "--params", "{}", "--scale", "channel", "--out-dir",
-                     str(results / "tokens" / "channel"), *channel_files])
+    code = cli.main(["tokens", "--params", step_json("tokens", cfg, ["channel"]), "--scale",
+                     "channel", "--out-dir", str(results / "tokens" / "channel"), *channel_files])
     err = capsys.readouterr().err
     assert code == 1
     msg = err[err.index("barista: error:"):]
@@ -142,7 +144,7 @@ def test_mixed_sampling_rates_stop_at_the_tokens_step(sim_bids, tmp_path, capsys
 
     write_tokens(channel_files, "channel", {}, results / "tokens" / "channel")
     with pytest.raises(DataError, match="different sampling rates"):
-        model_config(results, "channel", "demo", {})
+        model_config(results, "channel", "demo", {}, [REC, REC.replace("sub-01", "sub-02")])
 
 
 # --- duplicated names -------------------------------------------------------------------------
@@ -390,10 +392,9 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     set_key(mine, "rpnt.encode_scale", "channel")
     (tmp_path / "my_config.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
 
-    # channel-channel: every variant of the copy, each pretrain.repeats times
-    runs = len(mine["model"]["variants"]) * mine["pretrain"]["repeats"]
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
-    assert jobs["tokens"] == 1 and jobs["pretrain"] == runs
+    # channel-channel: the demo's two variants x three pretraining runs
+    assert jobs["tokens"] == 1 and jobs["pretrain"] == 2 * 3
     run_snakemake(tmp_path, ["data", "--cores", "2", "--configfile", "my_config.yaml"])
     res = tmp_path / "results" / "mystudy"
     assert sorted(p.name for p in (res / "tokens").iterdir()) == ["channel"]
@@ -403,9 +404,9 @@ def test_readme_own_data_recipe_without_positions(tmp_path):
     assert len(tokens) and (tokens["token_id"] > 0).all()  # every channel its own token
     # with the recordings known, the whole study's DAG is complete (decoded sessions etc.)
     jobs = planned(run_snakemake(tmp_path, [*command.split()[1:], "-n"]))
-    assert jobs["pretrain"] == runs and jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
-    # one finetuning (or, past finetune.repeats, probing) job per pretraining run
-    assert jobs["finetune_pretrained"] == runs and jobs["finetune_rpnt"] == 1
+    assert jobs["pretrain"] == 2 * 3 and jobs["pretrain_rpnt"] == 1 and "segment" not in jobs
+    # one finetuning job per encoder: every pretraining run (all are probed) and RPNT
+    assert jobs["finetune:barista"] == 2 * 3 and jobs["finetune:rpnt"] == 1
 
 
 @pytest.mark.slow
@@ -435,9 +436,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     # small and fast: one scale, one model, one epoch
     mine["scales"] = {"channel": {}}
     mine["model"].update(architectures=["barista"], encode_scales=["channel"],
-                         mask_scales=["channel"])
-    mine["model"]["variants"] = {"paper": ["channel-channel"]}
-    mine["pretrain"].update(epochs=1, repeats=1)
+                         mask_scales=["channel"], variants={"paper": "all"})
+    mine["pretrain"].update(epochs=1, repeats=1, seed=0)
     cfg = tmp_path / "archive.yaml"
     cfg.write_text(yaml.safe_dump(mine))
 
@@ -445,8 +445,8 @@ def test_pretraining_only_on_recordings_without_events(tmp_path):
     res = tmp_path / "results" / "archive"
     decoding = pd.read_parquet(res / "decoding.parquet")
     assert decoding.empty and list(decoding.columns) == RESULT_COLUMNS
-    run = res / "models" / "barista" / "paper" / "channel-channel" / "seed0"
-    model = torch.load(run / "model.pt", weights_only=False)
+    model = torch.load(res / "models/barista/paper/channel-channel/seed0/model.pt",
+                       weights_only=False)
     assert model["recordings"] == ["sub-01_ses-01_task-listen_run-01",
                                    "sub-01_ses-02_task-listen_run-01"]
     figures = sorted(p.name for p in (res / "figures").glob("*.png"))

@@ -50,7 +50,7 @@ CONFIG = {
                  "warmup_epochs": 0, "patience": 1, "linear_baseline": False},
     "reconstruct": {"epochs": 1, "batch_size": 8, "max_windows": 8},
 }
-GPU_RULES = {"pretrain", "finetune_pretrained", "finetune_random_init", "reconstruct"}
+GPU_RULES = {"pretrain", "finetune", "reconstruct"}
 # speed flags for a 2-core machine; everything else comes from the profile
 FAST = ["--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", "--jobs", "4"]
 
@@ -164,13 +164,15 @@ def test_failed_job_is_reported_with_its_slurm_log(cluster, runs):
     os.utime(model, ns=(kept.st_atime_ns, kept.st_mtime_ns))  # so that nothing else reruns
     env = {**cluster.env, "BARISTA_SLURM_PARTITION": PARTITION, "BARISTA_SLURM_GRES": "gpu:1"}
     log = snakemake(remote, "models", "--workflow-profile", str(PROFILE),
-                    *FAST, "--forcerun", "finetune_pretrained", env=env, ok=False)
-    assert executed(log)[0] == {"finetune_pretrained": 1}, executed(log)
+                    *FAST, "--forcerun",
+                    "results/tiny/finetune/barista/paper/channel-channel/seed0/metrics.parquet",
+                    env=env, ok=False)
+    assert executed(log)[0] == {"finetune": 1}, executed(log)
     failed = re.search(r"SLURM-job '(\d+)' failed", log)
     assert failed, log[-3000:]
     slurm_log = next((remote / ".snakemake" / "slurm_logs").rglob(f"{failed.group(1)}.log"))
-    assert "rule_finetune_pretrained" in slurm_log.parts
+    assert "rule_finetune" in slurm_log.parts
     assert str(slurm_log) in log
-    assert "Error in rule finetune_pretrained" in slurm_log.read_text()
+    assert "Error in rule finetune" in slurm_log.read_text()
     job = next(j for j in cluster.jobs() if j["JobID"] == failed.group(1))
     assert job["State"] == "FAILED" and "gres/gpu=1" in job["AllocTRES"], job

@@ -98,8 +98,8 @@ def test_finetune_change_reruns_only_finetuning_and_what_follows(study):
     changed["finetune"]["epochs"] = 3
     jobs = planned_jobs(snakemake(study, "-n", config=changed, target="all"))
     # one job per encoder: 2 variants x 2 pretraining runs, and RPNT
-    assert jobs["finetune_pretrained"] == jobs["finetune_random_init"] == 4
-    assert jobs["finetune_rpnt"] == 1
+    assert jobs["finetune:barista"] == jobs["finetune:random_init"] == 4
+    assert jobs["finetune:rpnt"] == 1
     upstream = {"pretrain", "pretrain_rpnt", "reconstruct", "segment", "linear_baseline"}
     assert not upstream & set(jobs)
     (study / "config.yaml").write_text(yaml.safe_dump(STUDY))  # the dry run rewrote it
@@ -111,7 +111,50 @@ def test_evaluation_split_change_never_retrains_a_model(study):
     changed = copy.deepcopy(STUDY)
     changed["evaluation"]["window_split"] = "chrono"
     jobs = planned_jobs(snakemake(study, "-n", config=changed, target="all"))
-    assert jobs["finetune_pretrained"] == jobs["finetune_random_init"] == 4
+    assert jobs["finetune:barista"] == jobs["finetune:random_init"] == 4
     assert jobs["linear_baseline"] == 1
     assert not {"pretrain", "pretrain_rpnt", "reconstruct", "segment"} & set(jobs)
     (study / "config.yaml").write_text(yaml.safe_dump(STUDY))
+
+
+def test_every_job_passes_its_steps_declared_params(study):
+    """Every `barista` job of the whole DAG gets --params from barista/steps.py: the JSON of
+    each printed command equals step_params of its step for this config (a rule passing a
+    section list of its own fails here), and every row of the decoding table carries the hash
+    of its finetuning step's closure."""
+    import json
+    import re
+    import shlex
+
+    from barista import cli
+    from barista.config import validate_config
+    from barista.steps import scoped_config, step_params
+
+    config = validate_config(STUDY)
+    # every job from the checkpoint on (the checkpoint re-run would leave its followers
+    # unknown to a dry run), and the jobs up to it
+    log = snakemake(study, "-n", "-p", "--forcerun", "preprocess", "localize",
+                    "derivative_description", config=STUDY, target="all")
+    log += snakemake(study, "-n", "-p", "--forceall", config=STUDY, target="recordings")
+    (study / "config.yaml").write_text(yaml.safe_dump(STUDY))
+    checked, hashes = {}, {}
+    for line in log.splitlines():
+        if not re.search(r"-m barista [\w-]+ .*--params", line):
+            continue
+        line = re.sub(r"\$\(dirname ([^)]+)\)", r"\1", line.split(" > ")[0])
+        argv = shlex.split(line)
+        args = cli.build_parser().parse_args(argv[argv.index("barista") + 1:])
+        step = cli.step_of(args)
+        expected = step_params(step, config, cli.job_scales(args, config))
+        assert json.loads(args.params) == json.loads(expected), f"{step}: {line[:300]}"
+        checked[step] = checked.get(step, 0) + 1
+        if args.command == "finetune":
+            hashes[step] = scoped_config(step, json.loads(args.params)).digest
+    assert set(checked) >= {"simulate", "recordings", "derivative", "preprocess", "localize",
+                            "segment", "tokens", "pretrain:barista", "pretrain:rpnt",
+                            "finetune:barista", "finetune:random_init", "finetune:rpnt",
+                            "linear", "reconstruct", "collect"}, checked
+    table = pd.read_parquet(study / "results/tiny/decoding.parquet")
+    for step, digest in hashes.items():
+        model = step.split(":")[1]
+        assert set(table.loc[table["model"] == model, "config_hash"]) == {digest}, model

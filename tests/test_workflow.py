@@ -32,12 +32,21 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None,
 
 
 def planned_jobs(log: str) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run."""
+    """Rule -> job count from the 'Job stats' table of a dry run, and the jobs of the finetune
+    rule by model (``finetune:barista``, ``finetune:rpnt``, ...: its encoder wildcard's first
+    part)."""
     if "Nothing to be done" in log:
         return {}
     table = log.split("Job stats:")[1].split("\n\n")[0]
     rows = (re.match(r"^(\w+)\s+(\d+)$", line.strip()) for line in table.splitlines())
-    return {m.group(1): int(m.group(2)) for m in rows if m and m.group(1) != "total"}
+    jobs = {m.group(1): int(m.group(2)) for m in rows if m and m.group(1) != "total"}
+    blocks = re.split(r"^(?:local)?(?:rule|checkpoint) (\w+):$", log, flags=re.M)
+    for rule, body in zip(blocks[1::2], blocks[2::2], strict=True):
+        encoder = re.search(r"wildcards: .*?encoder=([^,\s]+)", body)
+        if rule == "finetune" and encoder:
+            key = f"finetune:{encoder.group(1).split('/')[0]}"
+            jobs[key] = jobs.get(key, 0) + 1
+    return jobs
 
 
 def digests(root: Path, pattern: str) -> dict[str, str]:
@@ -109,8 +118,10 @@ def test_same_config_same_bytes(workdir):
 def test_loader_on_workflow_output(workdir):
     from barista.data import SegmentDataset, make_loader
 
-    ds = SegmentDataset(workdir / "results" / "tiny", "speech_vs_nonspeech",
-                        encode_scale="parcel", mask_scale="lobe", roles=("train",))
+    res = workdir / "results" / "tiny"
+    recs = pd.read_csv(res / "recordings.tsv", sep="\t", dtype=str)["recording"].tolist()
+    ds = SegmentDataset(res, "speech_vs_nonspeech", recordings=recs, encode_scale="parcel",
+                        mask_scale="lobe", roles=("train",))
     batch = next(iter(make_loader(ds, batch_size=4, seed=0)))
     assert batch["x"].shape[1:] == (4, 64)
     assert batch["cu_channels"][-1] == batch["x"].shape[0] == batch["spatial_id"].shape[0]

@@ -20,7 +20,7 @@ from .prior import PRIORS, AttentionPrior
 from .rotary import Rotary
 from .spatial import GridEmbedding, mni_grid_ids, spatial_encoder, warn_mni_grid_rows
 from .tokenizer import TemporalTokenizer
-from .transformer import Transformer
+from .transformer import Layout, Transformer, packed_layout  # noqa: F401 (packed_layout)
 
 
 @dataclass(frozen=True)
@@ -88,41 +88,6 @@ def preset(name: str, **overrides) -> BaristaConfig:
     return replace(BaristaConfig(**PRESETS[name]), **overrides)
 
 
-@dataclass
-class Layout:
-    """Where each token of a packed batch comes from.
-
-    ``dest[row]`` is the token position of channel-major row ``row = channel * P + patch``.
-    """
-
-    dest: torch.Tensor
-    channel: torch.Tensor  # global channel index of each token (time-major order)
-    patch: torch.Tensor  # patch index of each token
-    cu_tokens: torch.Tensor  # int32, sample boundaries on the token axis
-    max_tokens: int
-
-
-def packed_layout(n_channels: torch.Tensor, n_patches: int) -> Layout:
-    """Token layout of a batch whose samples have ``n_channels[b]`` channels."""
-    device = n_channels.device
-    n_channels = n_channels.long()
-    offsets = torch.cumsum(n_channels, 0) - n_channels
-    total = int(n_channels.sum())
-    sample = torch.repeat_interleave(torch.arange(len(n_channels), device=device), n_channels)
-    local = torch.arange(total, device=device) - offsets[sample]  # channel within its sample
-    p = torch.arange(n_patches, device=device)
-    # row (g, p) -> token P*offset + p*C + c
-    dest = (n_patches * offsets[sample][:, None] + p[None, :] * n_channels[sample][:, None]
-            + local[:, None]).reshape(-1)
-    channel = torch.empty_like(dest)
-    channel[dest] = torch.arange(total, device=device).repeat_interleave(n_patches)
-    patch = torch.empty_like(dest)
-    patch[dest] = p.repeat(total)
-    cu = torch.zeros(len(n_channels) + 1, dtype=torch.int32, device=device)
-    cu[1:] = torch.cumsum(n_channels * n_patches, 0)
-    return Layout(dest, channel, patch, cu, int(n_channels.max()) * n_patches)
-
-
 class BaristaEncoder(nn.Module):
     """Packed batch (``x``: channels x patches x samples) -> token states (tokens x d)."""
 
@@ -142,8 +107,7 @@ class BaristaEncoder(nn.Module):
         self.rotary = Rotary(head_dim, c.rope_base)
         self.mrope = None
         if c.position == "mrope":
-            from .mrope import IEEG_BASES, IEEG_COORDINATES, MultiRotary
-            from .rpnt import default_sections
+            from .mrope import IEEG_BASES, IEEG_COORDINATES, MultiRotary, default_sections
 
             self.mrope = MultiRotary(
                 head_dim, dict(zip(IEEG_COORDINATES, default_sections(head_dim), strict=True)),
@@ -208,7 +172,7 @@ class BaristaEncoder(nn.Module):
             h = tokens + self.spatial_embedding(batch)[:, None, :].to(tokens.dtype)
             angles = self.rotary(layout.patch)
         else:  # where a token is comes from the rotation alone
-            from .rpnt import batch_coordinates
+            from .mrope import batch_coordinates
 
             h = tokens
             angles = torch.empty((n_ch * n_p, self.mrope.head_dim // 2), dtype=torch.float64,

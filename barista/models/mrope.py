@@ -31,6 +31,8 @@ queries). :meth:`MultiRotary.forward` rotates packed ``(tokens, heads, head_dim)
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -163,3 +165,71 @@ class MultiRotary(nn.Module):
             raise ValueError(f"q must be (tokens, heads, dim) or (batch, heads, seq, dim), "
                              f"got shape {tuple(q.shape)}")
         return rotate(q, a), rotate(k, a)
+
+
+def default_sections(head_dim: int) -> tuple[int, ...]:
+    """MRoPE sections of a head (time, x, y, z, session, task).
+
+    Session and task get one feature pair each (they are constant inside a window, see the
+    module docstring); x, y and z an equal share of the rest; time what is left (at least as
+    much as one axis). Heads with fewer than 6 pairs fall back to
+    :func:`even_sections`. ``default_sections(16)`` ->
+    ``(6, 2, 2, 2, 2, 2)``; ``default_sections(32)`` -> ``(10, 6, 6, 6, 2, 2)``.
+    """
+    pairs = head_dim // 2
+    if head_dim % 2 or pairs < 6:
+        return tuple(even_sections(head_dim).values())
+    per_axis = (pairs - 2) // 4
+    time = pairs - 2 - 3 * per_axis
+    return (2 * time, 2 * per_axis, 2 * per_axis, 2 * per_axis, 2, 2)
+
+
+_ENTITY = re.compile(r"(?:^|_)([a-zA-Z0-9]+)-([a-zA-Z0-9]+)")
+
+
+def recording_ids(recording: str) -> dict[str, int | str]:
+    """Subject, session and task of a BIDS basename, with the integer ids MRoPE uses.
+
+    ``session_id``: the integer of the ``ses-`` entity (``ses-02`` -> 2), ``crc32(label) % 1000``
+    when it is not numeric (``ses-postop``), 0 without one. ``task_id``: ``crc32(label) % 1000``,
+    0 without a task. Also ``subject``, ``session``, ``task``: the labels (``""`` if absent).
+    """
+    ents: dict[str, str] = {}
+    for key, value in _ENTITY.findall(recording):
+        ents.setdefault(key, value)
+    ses, task = ents.get("ses", ""), ents.get("task", "")
+    if not ses:
+        session_id = 0
+    elif ses.isdigit():
+        session_id = int(ses)
+    else:
+        session_id = zlib.crc32(ses.encode()) % 1000
+    task_id = zlib.crc32(task.encode()) % 1000 if task else 0
+    return {"subject": ents.get("sub", ""), "session": ses, "task": task,
+            "session_id": session_id, "task_id": task_id}
+
+
+def batch_coordinates(batch: dict, n_patches: int | None = None) -> torch.Tensor:
+    """Per-token MRoPE coordinates ``(channels * patches, 6)``, float64.
+
+    Columns: patch index, MNI x, y, z (mm; NaN -> 0), session id, task id (from the
+    sample's ``recording``, :func:`recording_ids`; 0 without ``recording``). Rows are
+    channel-major (``channel * n_patches + patch``), the order of the encoder's output.
+    """
+    x = batch["x"]
+    n_patches = x.shape[1] if n_patches is None else n_patches
+    n_ch, device = x.shape[0], x.device
+    counts = batch["n_channels"].to(device).long()
+    recordings = batch.get("recording") or [""] * len(counts)
+    ids = [recording_ids(r) for r in recordings]
+    meta = torch.tensor([[i["session_id"], i["task_id"]] for i in ids], dtype=torch.float64,
+                        device=device).reshape(-1, 2)
+    meta = meta.repeat_interleave(counts, dim=0)  # (channels, 2)
+    xyz = torch.nan_to_num(batch["coords"].to(device, torch.float64), nan=0.0, posinf=0.0,
+                           neginf=0.0)
+    per_channel = torch.cat([xyz, meta], dim=1)  # (channels, 5)
+    patch = torch.arange(n_patches, device=device, dtype=torch.float64)
+    out = torch.empty((n_ch, n_patches, 6), dtype=torch.float64, device=device)
+    out[:, :, 0] = patch
+    out[:, :, 1:] = per_channel[:, None, :]
+    return out.reshape(n_ch * n_patches, 6)

@@ -7,6 +7,8 @@ large and, once rotated, not softmax-invariant), half-split rotary pairing
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -109,3 +111,38 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, angles, cu_seqlens, max_len, impl, grid, bias)
         return self.norm(x)
+
+
+@dataclass
+class Layout:
+    """Where each token of a packed batch comes from.
+
+    ``dest[row]`` is the token position of channel-major row ``row = channel * P + patch``.
+    """
+
+    dest: torch.Tensor
+    channel: torch.Tensor  # global channel index of each token (time-major order)
+    patch: torch.Tensor  # patch index of each token
+    cu_tokens: torch.Tensor  # int32, sample boundaries on the token axis
+    max_tokens: int
+
+
+def packed_layout(n_channels: torch.Tensor, n_patches: int) -> Layout:
+    """Token layout of a batch whose samples have ``n_channels[b]`` channels."""
+    device = n_channels.device
+    n_channels = n_channels.long()
+    offsets = torch.cumsum(n_channels, 0) - n_channels
+    total = int(n_channels.sum())
+    sample = torch.repeat_interleave(torch.arange(len(n_channels), device=device), n_channels)
+    local = torch.arange(total, device=device) - offsets[sample]  # channel within its sample
+    p = torch.arange(n_patches, device=device)
+    # row (g, p) -> token P*offset + p*C + c
+    dest = (n_patches * offsets[sample][:, None] + p[None, :] * n_channels[sample][:, None]
+            + local[:, None]).reshape(-1)
+    channel = torch.empty_like(dest)
+    channel[dest] = torch.arange(total, device=device).repeat_interleave(n_patches)
+    patch = torch.empty_like(dest)
+    patch[dest] = p.repeat(total)
+    cu = torch.zeros(len(n_channels) + 1, dtype=torch.int32, device=device)
+    cu[1:] = torch.cumsum(n_channels * n_patches, 0)
+    return Layout(dest, channel, patch, cu, int(n_channels.max()) * n_patches)

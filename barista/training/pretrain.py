@@ -159,17 +159,17 @@ class MaskedLatentModel(nn.Module):
                 "target": target, "states": states}
 
 
-def model_config(results: Path, encode_scale: str, size: str, overrides: dict) -> BaristaConfig:
-    """Architecture for a dataset: patch geometry and vocabulary read from its files."""
-    vocab = results / "tokens" / encode_scale / "vocab.parquet"
+def model_config(results: Path, encode_scale: str, size: str, overrides: dict,
+                 recordings: list[str], segments: str = "segments") -> BaristaConfig:
+    """Architecture for the windows of ``recordings`` (under ``results/<segments>/``): the
+    patch geometry they all share (every one's is read: windows of different shapes are an
+    error naming two recordings) and the encode scale's vocabulary."""
+    vocab = Path(results) / "tokens" / encode_scale / "vocab.parquet"
     if not vocab.exists():
         raise DataError(f"{vocab} missing: build the '{encode_scale}' tokens first")
-    signals = sorted((results / "segments").glob("*/signal.parquet"))
-    if not signals:
-        raise DataError(f"no segments under {results / 'segments'}")
-    from ..segments import window_geometry
+    from ..segments import recording_geometry
 
-    meta = window_geometry(signals)  # every recording's, so mixed rates are an error here too
+    meta = recording_geometry(results, recordings, segments)
     return preset(size, patch_samples=meta["patch_samples"], n_patches=meta["n_patches"],
                   encode_scale=encode_scale,
                   vocab_size=int(pd.read_parquet(vocab)["token_id"].max()) + 1, **overrides)
@@ -197,7 +197,7 @@ class Objective:
         anything done after an optimizer step (the EMA update); returns history columns.
     ``final_state(model)``
         what ``model.pt`` holds besides the run's description.
-    ``configure(results, encode_scale, size, overrides)``
+    ``configure(results, encode_scale, size, overrides, recordings)``
         the architecture for a dataset (patch geometry and vocabulary from its files).
     ``prepare(model, train)``
         fits what the objective needs from the training windows before the first step (the
@@ -211,7 +211,7 @@ class Objective:
     loss: Callable[[nn.Module, dict, PretrainConfig, object, int], dict]
     after_step: Callable[[nn.Module, int], dict]
     final_state: Callable[[nn.Module], dict]
-    configure: Callable[[Path, str, str, dict], object] = model_config
+    configure: Callable[[Path, str, str, dict, list], object] = model_config
     name: str = "barista"
     prepare: Callable[[nn.Module, SegmentDataset], None] | None = None
 
@@ -382,7 +382,7 @@ class _History:
 
 
 def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mask_scale: str,
-             recordings: list[str] | None, size: str = "paper", model_overrides: dict | None = None,
+             recordings: list[str], size: str = "paper", model_overrides: dict | None = None,
              cfg: PretrainConfig | None = None, progress: bool = True,
              stop_after: int | None = None, objective: Objective = BARISTA,
              val_recordings: list[str] | None = None) -> dict:
@@ -411,13 +411,15 @@ def pretrain(results: str | Path, out_dir: str | Path, *, encode_scale: str, mas
 
 
 def _pretrain(results: Path, out_dir: Path, encode_scale: str, mask_scale: str,
-              recordings: list[str] | None, size: str, model_overrides: dict,
+              recordings: list[str], size: str, model_overrides: dict,
               cfg: PretrainConfig, progress: bool, stop_after: int | None, objective: Objective,
               dist: Distributed, val_recordings: list[str] | None = None) -> dict:
     device = dist.device
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    config = objective.configure(results, encode_scale, size, model_overrides)
+    # the geometry of every window the model sees, the validation recordings' too
+    config = objective.configure(results, encode_scale, size, model_overrides,
+                                 [*recordings, *(val_recordings or [])])
     if val_recordings:
         train = SegmentDataset(results, "pretrain", encode_scale=encode_scale,
                                mask_scale=mask_scale, split=None, recordings=recordings)
@@ -570,7 +572,7 @@ _NOT_FINGERPRINTED = ("checkpoint_every", "device", "num_workers")
 
 
 def run_fingerprint(results: Path, encode_scale: str, mask_scale: str | None,
-                    recordings: list[str] | None, config: dict, cfg: PretrainConfig,
+                    recordings: list[str], config: dict, cfg: PretrainConfig,
                     objective: str) -> str:
     """What makes a pretraining run: the objective, architecture, optimisation settings,
     scales and recordings, and the input files (size and modification time of the token
@@ -579,8 +581,7 @@ def run_fingerprint(results: Path, encode_scale: str, mask_scale: str | None,
     dataset at each start; a file rewritten with the same bytes only costs a fresh start."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_FINGERPRINTED}
     seg_root = results / "segments"
-    names = sorted(recordings) if recordings is not None else sorted(
-        p.parent.name for p in seg_root.glob("*/index.parquet"))
+    names = sorted(recordings)
     files = [results / "tokens" / s / f"{t}.parquet"
              for s in dict.fromkeys(x for x in (encode_scale, mask_scale) if x)
              for t in ("channels", "vocab")]

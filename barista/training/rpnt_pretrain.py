@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from ..models.rpnt import RpntConfig, RpntEncoder, recording_ids, rpnt_preset
+from ..segments import recording_geometry
 from .causal_masking import robust_ssl_loss
 from .common import seed_of
 from .contrastive import group_info_nce
-from .pretrain import Objective, PretrainConfig, model_config
+from .pretrain import Objective, PretrainConfig
 
 
 def session_groups(recordings: list[str]) -> torch.Tensor:
@@ -137,11 +138,13 @@ def load_rpnt_encoder(path: str | Path, device="cpu") -> tuple[RpntEncoder, dict
 # --- the objective, as the shared pretraining loop uses it ---------------------------------------
 
 
-def rpnt_config(results: Path, encode_scale: str, size: str, overrides: dict) -> RpntConfig:
-    """RPNT architecture for a dataset: patch geometry from its files (as for BaRISTA)."""
-    geometry = model_config(results, encode_scale, "demo", {})
-    return rpnt_preset(size, patch_samples=geometry.patch_samples,
-                       n_patches=geometry.n_patches, encode_scale=encode_scale, **overrides)
+def rpnt_config(results: Path, encode_scale: str, size: str, overrides: dict,
+                recordings: list[str]) -> RpntConfig:
+    """RPNT architecture for the windows of ``recordings``: the patch geometry they all share
+    (as for BaRISTA, :func:`~barista.training.pretrain.model_config`)."""
+    geometry = recording_geometry(results, recordings)
+    return rpnt_preset(size, patch_samples=geometry["patch_samples"],
+                       n_patches=geometry["n_patches"], encode_scale=encode_scale, **overrides)
 
 
 def _loss(model, batch: dict, cfg: PretrainConfig, key, first: int) -> dict:

@@ -1,7 +1,7 @@
 # Brain Treebank source (dataset.source: braintreebank): the release read in place, one trial
 # at a time (barista/braintreebank*.py). These rules make what the BIDS rules make: the
 # recordings table, the preprocessed FIF derivative and the localization tables, plus each
-# trial's word events (BIDS sources have an events.tsv).
+# trial's word events (BIDS sources have an events.tsv). Each job's --params: barista/steps.py.
 
 
 localrules:
@@ -13,11 +13,9 @@ rule braintreebank_download:
     output:
         "resources/braintreebank/.barista/braintreebank.json",
     params:
-        cfg=json.dumps({"dataset": {"braintreebank": config["dataset"]["braintreebank"]}}),
+        cfg=step_params("braintreebank-download", config),
     log:
         "resources/logs/download_braintreebank.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista braintreebank-download --params {params.cfg:q} "
         "--out resources/braintreebank --no-progress > {log} 2>&1"
@@ -25,20 +23,13 @@ rule braintreebank_download:
 
 checkpoint recordings:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
     output:
         f"{RESULTS}/recordings.tsv",
     params:
-        cfg=json.dumps(
-            {
-                "dataset": {"braintreebank": config["dataset"]["braintreebank"]},
-                "evaluation": {"sessions": config["evaluation"]["sessions"]},
-            }
-        ),
+        cfg=step_params("braintreebank-recordings", config),
     log:
         f"{LOGS}/recordings.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista braintreebank-recordings --params {params.cfg:q} "
         "--root {input.root:q} --out {output} > {log} 2>&1"
@@ -46,10 +37,11 @@ checkpoint recordings:
 
 rule derivative_description:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
     output:
         f"{DERIV}/dataset_description.json",
     params:
+        cfg=step_params("derivative", config),
         # the release folder: the tracked file's folder, or two up from the download's marker
         root=lambda wc, input: os.path.dirname(
             input.root if input.root.endswith("corrupted_elec.json")
@@ -57,26 +49,22 @@ rule derivative_description:
         ),
     log:
         f"{LOGS}/derivative_description.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
-        "python -m barista derivative --params '{{}}' --bids-root {params.root:q} "
+        "python -m barista derivative --params {params.cfg:q} --bids-root {params.root:q} "
         "--out $(dirname {output}) > {log} 2>&1"
 
 
 rule preprocess:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
     output:
         fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
         sidecar=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.json",
     params:
-        cfg=as_json("preprocess"),
+        cfg=step_params("braintreebank-preprocess", config),
     log:
         f"{LOGS}/preprocess/{{bidsdir}}/{{rec}}.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista braintreebank-preprocess --params {params.cfg:q} "
         "--root {input.root:q} --recording {wildcards.rec} --out {output.fif} > {log} 2>&1"
@@ -84,34 +72,31 @@ rule preprocess:
 
 rule localize:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
     output:
         f"{RESULTS}/localization/sub-{{subject}}.parquet",
     params:
+        cfg=step_params("braintreebank-localize", config),
         sessions=lambda wc: " ".join(sessions_of(wc.subject)),
     log:
         f"{LOGS}/localize/sub-{{subject}}.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
-        "python -m barista braintreebank-localize --params '{{}}' --root {input.root:q} "
+        "python -m barista braintreebank-localize --params {params.cfg:q} --root {input.root:q} "
         "--subject {wildcards.subject} --sessions {params.sessions} --out {output} "
         "> {log} 2>&1"
 
 
 rule words:
     input:
-        root=bids_input(),
+        root=PLAN.bids_input(),
         recordings=f"{RESULTS}/recordings.tsv",
     output:
         f"{RESULTS}/events/{{rec}}_events.tsv",
     params:
-        cfg=json.dumps({"segments": {"tasks": config["segments"]["tasks"]}}),
+        cfg=step_params("braintreebank-words", config),
     log:
         f"{LOGS}/words/{{rec}}.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista braintreebank-words --params {params.cfg:q} --root {input.root:q} "
         "--recording {wildcards.rec} --out {output} > {log} 2>&1"

@@ -1,15 +1,14 @@
-# Data half of the DAG: BIDS iEEG -> preprocessed derivative -> localization -> segments -> tokens.
+# Data half of the PLAN: BIDS iEEG -> preprocessed derivative -> localization -> segments -> tokens.
+# Each job's --params: barista/steps.py.
 
 
 rule simulate:
     output:
         directory(f"{RESULTS}/bids"),
     params:
-        cfg=as_json("dataset"),
+        cfg=step_params("simulate", config),
     log:
         f"{LOGS}/simulate.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista simulate --params {params.cfg:q} --out {output} > {log} 2>&1"
 
@@ -18,11 +17,9 @@ rule download:
     output:
         directory(f"resources/openneuro/{{dataset_id}}"),
     params:
-        cfg=as_json("dataset"),
+        cfg=step_params("download", config),
     log:
         "resources/logs/download_{dataset_id}.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista download --params {params.cfg:q} --out {output} > {log} 2>&1"
 
@@ -37,66 +34,56 @@ else:
 
     checkpoint recordings:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
         output:
             f"{RESULTS}/recordings.tsv",
         params:
-            cfg=json.dumps({"dataset": {"task": config["dataset"]["task"]}}),
+            cfg=step_params("recordings", config),
         log:
             f"{LOGS}/recordings.log",
-        conda:
-            "../envs/barista.yaml"
         shell:
             "python -m barista recordings --params {params.cfg:q} --bids-root {input.bids:q} "
             "--out {output} > {log} 2>&1"
 
-
     rule derivative_description:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
         output:
             f"{DERIV}/dataset_description.json",
+        params:
+            cfg=step_params("derivative", config),
         log:
             f"{LOGS}/derivative_description.log",
-        conda:
-            "../envs/barista.yaml"
         shell:
-            "python -m barista derivative --params '{{}}' --bids-root {input.bids:q} "
+            "python -m barista derivative --params {params.cfg:q} --bids-root {input.bids:q} "
             "--out $(dirname {output}) > {log} 2>&1"
-
 
     rule preprocess:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
             recordings=f"{RESULTS}/recordings.tsv",
         output:
             fif=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.fif",
             sidecar=f"{DERIV}/{{bidsdir}}/ieeg/{{rec}}_desc-preproc_ieeg.json",
         params:
-            cfg=as_json("preprocess"),
+            cfg=step_params("preprocess", config),
         log:
             f"{LOGS}/preprocess/{{bidsdir}}/{{rec}}.log",
-        conda:
-            "../envs/barista.yaml"
         shell:
             "python -m barista preprocess --params {params.cfg:q} --bids-root {input.bids:q} "
             "--recording {wildcards.rec} --out {output.fif} > {log} 2>&1"
 
-
     rule localize:
         input:
-            bids=bids_input(),
+            bids=PLAN.bids_input(),
             recordings=f"{RESULTS}/recordings.tsv",
         output:
             f"{RESULTS}/localization/sub-{{subject}}.parquet",
         params:
-            cfg=json.dumps({"dataset": {"space": config["dataset"]["space"]},
-                            "atlas": config["atlas"], "scales": {s: {} for s in SCALES}}),
+            cfg=step_params("localize", config),
             sessions=lambda wc: " ".join(sessions_of(wc.subject)),
         log:
             f"{LOGS}/localize/sub-{{subject}}.log",
-        conda:
-            "../envs/barista.yaml"
         shell:
             "python -m barista localize --params {params.cfg:q} --bids-root {input.bids:q} "
             "--subject {wildcards.subject} --sessions {params.sessions} --out {output} "
@@ -105,8 +92,8 @@ else:
 
 rule segment:
     input:
-        bids=bids_input(),
-        fif=lambda wc: preproc_fif(wc.rec),
+        bids=PLAN.bids_input(),
+        fif=lambda wc: PLAN.preproc_fif(wc.rec),
         localization=lambda wc: f"{RESULTS}/localization/{wc.rec.split('_')[0]}.parquet",
         events=segment_events,
     output:
@@ -115,12 +102,10 @@ rule segment:
         index=f"{RESULTS}/segments/{{rec}}/index.parquet",
         splits=f"{RESULTS}/segments/{{rec}}/splits.parquet",
     params:
-        cfg=as_json("segments", "splits"),
+        cfg=step_params("segment", config),
         events=lambda wc, input: f"--events {input.events}" if input.events else "",
     log:
         f"{LOGS}/segment/{{rec}}.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista segment --params {params.cfg:q} --bids-root {input.bids:q} "
         "--recording {wildcards.rec} --fif {input.fif} --localization {input.localization} "
@@ -134,11 +119,9 @@ rule tokens:
         channels=f"{RESULTS}/tokens/{{scale}}/channels.parquet",
         vocab=f"{RESULTS}/tokens/{{scale}}/vocab.parquet",
     params:
-        cfg=lambda wc: json.dumps({"scales": {wc.scale: config["scales"][wc.scale]}}),
+        cfg=lambda wc: step_params("tokens", config, (wc.scale,)),
     log:
         f"{LOGS}/tokens/{{scale}}.log",
-    conda:
-        "../envs/barista.yaml"
     shell:
         "python -m barista tokens --params {params.cfg:q} --scale {wildcards.scale} "
         "--out-dir $(dirname {output.channels}) {input} > {log} 2>&1"
