@@ -104,6 +104,15 @@ def parse_session(key: str, where: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def parse_subject(value, where: str) -> int:
+    """A subject filter's entry (``3``, ``"3"``, ``"sub-3"`` or ``"sub_3"``) as its number."""
+    text = str(value).removeprefix("sub-").removeprefix("sub_")
+    if not text.isdigit():
+        raise ConfigError(f"config key '{where}': {value!r} is not a subject number like 3 or "
+                          "'sub-3'")
+    return int(text)
+
+
 class Layout:
     """An extracted Brain Treebank release (or a copy of part of it) at ``root``."""
 
@@ -465,7 +474,7 @@ def choose_trials(layout: Layout, subjects: list, sessions: list[str]) -> list[t
         raise DataError(f"{layout.root}: no trial files sub_<S>_trial<TTT>.h5 (nor under "
                         "all_subject_data/)")
     on_disk = sorted({s for s, _ in present})
-    wanted_subjects = [int(str(s).removeprefix("sub-").removeprefix("sub_")) for s in subjects]
+    wanted_subjects = [parse_subject(s, "dataset.braintreebank.subjects") for s in subjects]
     missing = [s for s in wanted_subjects if s not in on_disk]
     if missing:
         raise DataError(f"config key 'dataset.braintreebank.subjects' names subject(s) "
@@ -490,8 +499,7 @@ def recordings_table(layout: Layout, subjects: list, sessions: list[str],
     trials = choose_trials(layout, subjects, sessions)
     if roles:
         chosen = set(trials)
-        wanted_subjects = {int(str(s).removeprefix("sub-").removeprefix("sub_"))
-                           for s in subjects}
+        wanted_subjects = {parse_subject(s, "dataset.braintreebank.subjects") for s in subjects}
         wanted_sessions = {parse_session(k, "dataset.braintreebank.sessions") for k in sessions}
         for role, keys in roles.items():
             for key in keys or []:

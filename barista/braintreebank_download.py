@@ -33,7 +33,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from .braintreebank import RELEASE_TRIALS, parse_session
+from .braintreebank import RELEASE_TRIALS, parse_session, parse_subject
 from .download import (
     _HEADERS,
     _TRANSIENT,
@@ -67,7 +67,10 @@ def release_files(subjects=(), sessions=()) -> list[str]:
     DownloadError
         When a subject or session filter names none of the release's subject-trials.
     """
-    wanted = [int(str(s).removeprefix("sub-").removeprefix("sub_")) for s in subjects]
+    try:
+        wanted = [parse_subject(s, "dataset.braintreebank.subjects") for s in subjects]
+    except ConfigError as err:
+        raise DownloadError(str(err)) from None
     unknown = [s for s in wanted if s not in RELEASE_TRIALS]
     if unknown:
         raise DownloadError(f"{_WHERE}: subject filter (config key "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from .braintreebank import (
     select_contacts,
 )
 from .errors import ConfigError, DataError
-from .preprocess import notch_frequencies
+from .preprocess import move_staged, notch_frequencies
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +228,7 @@ def _write(source: TrialFile, selection, derivs, out_fname: Path, params: dict,
             "GeneratedBy": {"Name": "barista", "Version": __version__},
         }
         (staging / out_fname.with_suffix(".json").name).write_text(json.dumps(record, indent=2))
-        # the first FIF part moves last, so a failure never leaves a file that looks complete
-        parts = sorted(staging.iterdir(), key=lambda p: p.name == out_fname.name)
-        for part in parts:
-            os.replace(part, out_fname.parent / part.name)
+        move_staged(staging, out_fname)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if source.unlabeled:

@@ -436,12 +436,25 @@ def _finetune_run(args, cfg: dict, encoder, recording: str, task: str, seed: int
                     cfg=_finetune_config(cfg, seed), spatial_ids=spatial_ids)
 
 
+def _released_checkpoint(args, meta: dict):
+    """The released encoder ``--pretrained`` names, checked to be the ``--encode`` scale's, at
+    the windows' patch geometry (``meta`` of their signal file)."""
+    from .release import RELEASES, load_release
+
+    name = Path(args.pretrained).stem
+    if name not in RELEASES or RELEASES[name][1] != args.encode:
+        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
+                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
+    encoder, _ = load_release(Path(args.pretrained), name=name,
+                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    return encoder
+
+
 def _release_encoder(args, recording: str) -> tuple:
     """The released encoder of ``--pretrained`` and the recording's channels in its
     vocabulary (both logged), after checking that the segments have the release's geometry."""
     from .config import release_geometry_mismatch
     from .data import SignalFile
-    from .release import RELEASES, load_release
     from .release_ids import log_release_ids, recording_release_ids
 
     meta = SignalFile(Path(args.results) / "segments" / recording / "signal.parquet").meta
@@ -449,12 +462,7 @@ def _release_encoder(args, recording: str) -> tuple:
     problem = release_geometry_mismatch(float(meta["sfreq"]), length, int(meta["n_patches"]))
     if problem:
         raise BaristaError(f"{recording}: {problem}")
-    name = Path(args.pretrained).stem
-    if name not in RELEASES or RELEASES[name][1] != args.encode:
-        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
-                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
-    encoder, _ = load_release(Path(args.pretrained), name=name,
-                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    encoder = _released_checkpoint(args, meta)
     found = recording_release_ids(args.results, recording, args.encode)
     log_release_ids(found)
     return encoder, {recording: found.ids}
@@ -660,7 +668,6 @@ def _neuroprobe_release(args) -> tuple:
     from .config import RELEASE_PATCH_SAMPLES, RELEASE_SFREQ
     from .data import SignalFile
     from .neuroprobe_protocol import SEGMENTS
-    from .release import RELEASES, load_release
     from .release_ids import channel_release_ids, log_release_ids
 
     folder = Path(args.results) / SEGMENTS
@@ -671,12 +678,7 @@ def _neuroprobe_release(args) -> tuple:
                            f"patches of {RELEASE_PATCH_SAMPLES} samples; these Neuroprobe "
                            f"windows are {meta['sfreq']:g} Hz, {meta['patch_samples']} samples "
                            "per patch (preprocess.resample_hz, segments.length_s/n_patches)")
-    name = Path(args.pretrained).stem
-    if name not in RELEASES or RELEASES[name][1] != args.encode:
-        raise BaristaError(f"--pretrained {args.pretrained} is not the released "
-                           f"{args.encode}-scale encoder (one of {sorted(RELEASES)})")
-    encoder, _ = load_release(Path(args.pretrained), name=name,
-                              patch_samples=meta["patch_samples"], n_patches=meta["n_patches"])
+    encoder = _released_checkpoint(args, meta)
     ids = {}
     for rec in filter(None, {args.recording, args.train_recording}):
         order = SignalFile(folder / rec / "signal.parquet").channels

@@ -347,12 +347,17 @@ def preprocess_recording(bids_path: BIDSPath, out_fname: str | Path,
     try:
         out.save(staging / out_fname.name, fmt="single", overwrite=True, verbose="error")
         (staging / out_fname.with_suffix(".json").name).write_text(json.dumps(record, indent=2))
-        parts = sorted(staging.iterdir(), key=lambda p: p.name == out_fname.name)
-        for part in parts:
-            os.replace(part, out_fname.parent / part.name)
+        move_staged(staging, out_fname)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return record
+
+
+def move_staged(staging: Path, out_fname: Path) -> None:
+    """Move every file of ``staging`` beside ``out_fname``, the FIF's first part last, so a
+    failure never leaves a file that looks complete (parts over 2 GB name each other)."""
+    for part in sorted(staging.iterdir(), key=lambda p: p.name == out_fname.name):
+        os.replace(part, out_fname.parent / part.name)
 
 
 def write_dataset_description(deriv_root: str | Path, source_root: str | Path) -> Path:
