@@ -291,8 +291,8 @@ def cmd_pretrain(args) -> dict:
     table = read_recordings(args.recordings)
     recs = pretraining(table, cfg["evaluation"])
     val_recs = validation(table, cfg["evaluation"]) or None
-    # the launcher's and the repeat count are not training options
-    options = {k: v for k, v in cfg["pretrain"].items() if k not in ("processes", "repeats")}
+    # the launcher's process count is not a training option
+    options = {k: v for k, v in cfg["pretrain"].items() if k != "processes"}
     if args.seed is not None:
         options["seed"] = args.seed
     if args.architecture == "rpnt":
@@ -420,9 +420,9 @@ def _probe(args, cfg: dict, encoder, recording: str, task: str, spatial_ids=None
 def _finetune_config(cfg: dict, seed: int):
     from .training.finetune import FinetuneConfig
 
-    # which tasks, seeds and runs are the job's, not training options (the switches that turn
-    # models on are never in a step's config: barista.steps.SWITCHES)
-    ft = {k: v for k, v in cfg["finetune"].items() if k not in ("tasks", "seeds", "repeats")}
+    # which tasks and seeds are the job's, not training options (the keys that only say which
+    # jobs exist are never in a step's config: barista.steps.SWITCHES)
+    ft = {k: v for k, v in cfg["finetune"].items() if k not in ("tasks", "seeds")}
     return FinetuneConfig(**ft, seed=seed, device=cfg["model"]["device"],
                           cv_val_fraction=cfg["evaluation"]["cv_val_fraction"])
 

@@ -22,8 +22,8 @@ and a Brain Treebank release has its own ``recordings``, ``preprocess``, ``local
 ``words`` steps.
 
 Keys that only say which jobs exist (:data:`SWITCHES`: turning the random-init runs, the
-released encoders or the linear floor on or off) belong to no closure: switching them adds or
-removes jobs and never re-runs the others.
+released encoders or the linear floor on or off, the number of pretraining runs and of those
+finetuned) belong to no closure: changing them adds or removes jobs and never re-runs the others.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ from .errors import BaristaError
 USED = "used"  # the options of the scales the job uses
 NAMES = "names"  # which scales are built, not their options
 
-SWITCHES = ("finetune.random_init", "finetune.barista_release", "finetune.linear_baseline")
+SWITCHES = ("finetune.random_init", "finetune.barista_release", "finetune.linear_baseline",
+            # how many pretraining runs there are and how many are finetuned: more runs are
+            # more jobs, and never re-run the runs that exist
+            "pretrain.repeats", "finetune.repeats")
 
 # what pretraining and reconstruction take from 'evaluation': which recordings pretrain and which
 # are held out, so changing how finetuning is scored never retrains a model
